@@ -1,0 +1,62 @@
+# One entry point for every day-to-day task. Works on a machine that has only python3 and make.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# uv from PATH when present, otherwise the copy installed into .venv by `make install`.
+UV := $(shell command -v uv 2>/dev/null || echo $(BIN)/uv)
+STAMP := $(VENV)/.synced
+
+.PHONY: help install lock dev serve test lint fmt typecheck contracts migrate revision clean bench fuzz
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(UV): | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+
+$(STAMP): requirements/dev.txt pyproject.toml | $(UV)
+	$(UV) pip sync --quiet --python $(BIN)/python requirements/dev.txt
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+install: $(STAMP) ## create .venv and sync it from the lock (requirements/dev.txt)
+
+lock: | $(UV) ## re-resolve requirements/*.txt from pyproject.toml
+	$(UV) pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 --no-header --quiet -o requirements/base.txt
+	$(UV) pip compile pyproject.toml --group dev --universal --generate-hashes --python-version 3.11 --no-header --quiet -o requirements/dev.txt
+
+dev: install ## run the API with reload on :8000 (embedded PostgreSQL/Redis/SMTP when no URLs are set)
+	$(BIN)/app dev
+
+lint: install ## ruff check + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: install ## format and autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: install ## mypy --strict
+	$(BIN)/mypy
+
+contracts: install ## import-linter module boundaries
+	$(BIN)/lint-imports
+
+test: install lint typecheck contracts ## everything CI checks: lint, types, contracts, tests with coverage
+	$(BIN)/coverage run -m pytest
+	$(BIN)/coverage report
+
+migrate: install ## apply migrations (alembic upgrade head)
+	$(BIN)/app migrate upgrade head
+
+revision: install ## new migration from the models: make revision m="add orders"
+	$(BIN)/app migrate revision --autogenerate -m "$(m)"
+
+clean: ## remove caches (keeps .venv and .data)
+	rm -rf .mypy_cache .ruff_cache .pytest_cache .coverage htmlcov

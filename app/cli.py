@@ -1,0 +1,177 @@
+"""The `app` command: run, migrate and inspect the service."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.core.config import Environment, SettingsError, get_settings, load_settings
+
+cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+migrate_cli = typer.Typer(no_args_is_help=True, help="Database migrations (Alembic).")
+cli.add_typer(migrate_cli, name="migrate")
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def _settings_or_exit() -> None:
+    try:
+        load_settings()
+    except SettingsError as error:
+        _fail(str(error))
+
+
+def _with_embedded_services() -> None:
+    """Development convenience: start PostgreSQL/Redis under .data/ when no URL is set."""
+    settings = get_settings()
+    if settings.database_url and settings.redis_url:
+        return
+    if settings.is_production:
+        _fail("DATABASE_URL and REDIS_URL must be set in production")
+    from app.core.embedded import ensure_services
+
+    ensure_services(Path(settings.data_dir))
+    get_settings.cache_clear()
+
+
+@cli.command()
+def dev(
+    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    reload: Annotated[bool, typer.Option(help="restart on code changes")] = True,
+) -> None:
+    """Development server: embedded services when needed, migrations, reload on :8000."""
+    import uvicorn
+
+    _settings_or_exit()
+    _with_embedded_services()
+    _run_alembic("upgrade", "head")
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        reload=reload,
+        reload_dirs=[str(PROJECT_ROOT / "app")],
+        log_config=None,
+    )
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="defaults to SERVER_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="defaults to SERVER_PORT")] = None,
+    workers: Annotated[int | None, typer.Option(help="defaults to SERVER_WORKERS")] = None,
+) -> None:
+    """Production server (uvicorn with uvloop and httptools)."""
+    import uvicorn
+
+    _settings_or_exit()
+    settings = get_settings()
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host or settings.server_host,
+        port=port or settings.server_port,
+        workers=workers or settings.server_workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+def _alembic_config() -> object:
+    from alembic.config import Config
+
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    return config
+
+
+def _run_alembic(command_name: str, *args: object, **kwargs: object) -> None:
+    from alembic import command
+
+    _settings_or_exit()
+    if get_settings().app_env is not Environment.PRODUCTION:
+        _with_embedded_services()
+    getattr(command, command_name)(_alembic_config(), *args, **kwargs)
+
+
+@migrate_cli.command()
+def upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    _run_alembic("upgrade", revision)
+
+
+@migrate_cli.command()
+def downgrade(revision: Annotated[str, typer.Argument()] = "-1") -> None:
+    """Revert migrations down to REVISION (default: one step)."""
+    _run_alembic("downgrade", revision)
+
+
+@migrate_cli.command()
+def revision(
+    message: Annotated[str, typer.Option("-m", "--message", help="what the migration does")],
+    autogenerate: Annotated[
+        bool, typer.Option(help="diff the models against the database")
+    ] = False,
+) -> None:
+    """Create a new migration file."""
+    _run_alembic("revision", message=message, autogenerate=autogenerate)
+
+
+@migrate_cli.command()
+def history() -> None:
+    """List migrations."""
+    _run_alembic("history")
+
+
+@migrate_cli.command()
+def current() -> None:
+    """Show the database's current revision."""
+    _run_alembic("current")
+
+
+@cli.command()
+def routes() -> None:
+    """List every HTTP route: methods, path, name."""
+    from fastapi.routing import APIRoute
+
+    from app.main import create_app
+
+    _settings_or_exit()
+    app = create_app()
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            methods = ",".join(sorted(route.methods or ()))
+            typer.echo(f"{methods:<12} {route.path:<45} {route.name}")
+
+
+def _mount_module_commands() -> None:
+    from app.core.modules import discover_modules
+
+    for spec in discover_modules():
+        if spec.cli is not None:
+            cli.add_typer(spec.cli)
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    try:
+        _mount_module_commands()
+        cli()
+    except SettingsError as error:
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        sys.exit(2)

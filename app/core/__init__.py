@@ -1,0 +1,1 @@
+"""Shared services. Nothing in here imports a feature module."""

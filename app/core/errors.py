@@ -1,0 +1,200 @@
+"""Typed application errors and their RFC 9457 `application/problem+json` rendering."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import orjson
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from app.core.request_context import current_request_id
+
+PROBLEM_JSON = "application/problem+json"
+log = structlog.get_logger("app.errors")
+
+
+class AppError(Exception):
+    """Base for errors a use case raises on purpose; each maps to one HTTP status."""
+
+    status_code: ClassVar[int] = 400
+    title: ClassVar[str] = "Bad Request"
+    type_: ClassVar[str] = "about:blank"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        errors: Sequence[Mapping[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.errors = list(errors) if errors else None
+        self.headers = dict(headers) if headers else None
+
+
+class NotFound(AppError):
+    status_code = 404
+    title = "Not Found"
+
+
+class Conflict(AppError):
+    status_code = 409
+    title = "Conflict"
+
+
+class Forbidden(AppError):
+    status_code = 403
+    title = "Forbidden"
+
+
+class Unauthorized(AppError):
+    status_code = 401
+    title = "Unauthorized"
+
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"WWW-Authenticate": "Bearer"})
+        super().__init__(detail, **kwargs)
+
+
+class ValidationFailed(AppError):
+    status_code = 422
+    title = "Validation Failed"
+
+
+class PayloadTooLarge(AppError):
+    status_code = 413
+    title = "Payload Too Large"
+
+
+class RateLimited(AppError):
+    status_code = 429
+    title = "Too Many Requests"
+
+
+class ServiceUnavailable(AppError):
+    status_code = 503
+    title = "Service Unavailable"
+
+
+def problem_response(
+    status: int,
+    *,
+    title: str | None = None,
+    detail: str | None = None,
+    errors: Sequence[Mapping[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+    instance: str | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title or _status_phrase(status),
+        "status": status,
+        "detail": detail or title or _status_phrase(status),
+    }
+    if instance:
+        body["instance"] = instance
+    if errors:
+        body["errors"] = errors
+    request_id = current_request_id()
+    if request_id:
+        body["request_id"] = request_id
+    return Response(
+        orjson.dumps(body, default=str),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=dict(headers) if headers else None,
+    )
+
+
+def _status_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+async def _app_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AppError)
+    if exc.status_code >= 500:
+        log.warning("service_unavailable", detail=exc.detail)
+    return problem_response(
+        exc.status_code,
+        title=exc.title,
+        detail=exc.detail,
+        errors=exc.errors,
+        headers=exc.headers,
+        instance=request.url.path,
+    )
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    return problem_response(
+        exc.status_code,
+        detail=detail,
+        headers=exc.headers,
+        instance=request.url.path,
+    )
+
+
+def _clean_validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    cleaned = []
+    for error in errors:
+        cleaned.append(
+            {
+                "loc": [str(part) for part in error.get("loc", ())],
+                "msg": str(error.get("msg", "")),
+                "type": str(error.get("type", "")),
+            }
+        )
+    return cleaned
+
+
+async def _request_validation(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return problem_response(
+        422,
+        title="Validation Failed",
+        detail="The request is not valid.",
+        errors=_clean_validation_errors(exc.errors()),
+        instance=request.url.path,
+    )
+
+
+async def _dependency_down(request: Request, exc: Exception) -> Response:
+    # The database or Redis is unreachable or saturated: a retryable 503, not a 500.
+    log.warning("dependency_unavailable", path=request.url.path, error=type(exc).__name__)
+    return problem_response(
+        503,
+        detail="A backing service is unavailable. Retry shortly.",
+        headers={"Retry-After": "5"},
+        instance=request.url.path,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Typed errors and framework errors become problems; unhandled ones are answered by
+    `RequestContextMiddleware`, which still knows the request id."""
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    for error_class in (
+        OperationalError,
+        InterfaceError,
+        PoolTimeoutError,
+        RedisConnectionError,
+        RedisTimeoutError,
+    ):
+        app.add_exception_handler(error_class, _dependency_down)

@@ -1,0 +1,60 @@
+"""Module registry: finds feature modules by package discovery; no central list to edit.
+
+A feature module is a package under `app/modules/` whose `__init__.py` exposes
+`module = ModuleSpec(...)`. Its `models`, `tasks` and `listeners` submodules, when present,
+are imported so their models, tasks and listeners register themselves.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pkgutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import typer
+from fastapi import APIRouter
+
+DEFAULT_PACKAGES: tuple[str, ...] = ("app.modules",)
+DISCOVERED_SUBMODULES: tuple[str, ...] = ("models", "tasks", "listeners")
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    name: str
+    router: APIRouter | None = None
+    prefix: str | None = None  # mounted at /api/v1/<prefix or name>
+    tags: Sequence[str] = field(default_factory=tuple)
+    templates_dir: Path | None = None
+    cli: typer.Typer | None = None  # extra `app <command>` commands the module adds
+
+    @property
+    def url_prefix(self) -> str:
+        return "/" + (self.prefix if self.prefix is not None else self.name).strip("/")
+
+
+def _import_submodules(package: ModuleType) -> None:
+    for name in DISCOVERED_SUBMODULES:
+        qualified = f"{package.__name__}.{name}"
+        if importlib.util.find_spec(qualified) is not None:
+            importlib.import_module(qualified)
+
+
+def discover_modules(packages: Iterable[str] = DEFAULT_PACKAGES) -> list[ModuleSpec]:
+    """Import every feature module under the given packages and return their specs, by name."""
+    specs: list[ModuleSpec] = []
+    for package_name in packages:
+        package = importlib.import_module(package_name)
+        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda item: item.name):
+            if not info.ispkg or info.name.startswith("_"):
+                continue
+            module = importlib.import_module(f"{package_name}.{info.name}")
+            spec = getattr(module, "module", None)
+            if not isinstance(spec, ModuleSpec):
+                continue
+            _import_submodules(module)
+            specs.append(spec)
+    return specs

@@ -1,0 +1,130 @@
+"""Test session: real PostgreSQL and Redis (TEST_*_URL when set, embedded otherwise), a fresh
+database built by migrations, one app for the session, and a clean slate for every test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.config import Environment, Settings
+from app.core.db import Base
+from app.core.embedded import EmbeddedRedis, start_postgres
+from app.main import create_app
+from tests.support import PROJECT_ROOT, alembic_config, psycopg_url
+
+TEST_DATABASE = "app_test"
+TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
+
+
+@dataclass(frozen=True)
+class Services:
+    database_url: str
+    redis_url: str
+
+
+def _reset_schema(database_url: str) -> None:
+    with psycopg.connect(psycopg_url(database_url), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    data_dir = PROJECT_ROOT / ".data" / "test"
+    embedded_redis: EmbeddedRedis | None = None
+    database_url = os.environ.get("TEST_DATABASE_URL") or start_postgres(
+        data_dir / "postgres", database=TEST_DATABASE
+    )
+    redis_url = os.environ.get("TEST_REDIS_URL")
+    if not redis_url:
+        embedded_redis = EmbeddedRedis(data_dir / "redis")
+        redis_url = embedded_redis.start()
+
+    from alembic import command
+
+    _reset_schema(database_url)
+    config = alembic_config(database_url)
+    command.upgrade(config, "head")
+    try:
+        yield Services(database_url=database_url, redis_url=redis_url)
+    finally:
+        if embedded_redis is not None:
+            embedded_redis.stop()
+
+
+def make_settings(services: Services, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "app_env": Environment.TEST,
+        "database_url": services.database_url,
+        "redis_url": services.redis_url,
+        "secret_key": TEST_SECRET,
+        "log_level": "WARNING",
+        "db_pool_size": 5,
+        "db_max_overflow": 5,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture(scope="session")
+def settings(services: Services) -> Settings:
+    return make_settings(services)
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with LifespanManager(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as http:
+        yield http
+
+
+@pytest.fixture
+async def session(app: FastAPI) -> AsyncIterator[AsyncSession]:
+    async with app.state.database.sessionmaker() as db_session:
+        yield db_session
+
+
+@pytest.fixture
+async def redis(app: FastAPI) -> Redis:
+    client: Redis = app.state.redis
+    return client
+
+
+@pytest.fixture(autouse=True)
+async def _clean_slate(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Every test starts with empty tables and an empty Redis, whatever ran before it."""
+    yield
+    if "app" not in request.fixturenames:
+        return
+    application: FastAPI = request.getfixturevalue("app")
+    tables = [table.name for table in Base.metadata.sorted_tables]
+    if tables:
+        async with application.state.database.engine.begin() as connection:
+            quoted = ", ".join(f'"{name}"' for name in tables)
+            await connection.execute(text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
+    await application.state.redis.flushdb()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The tests decide every setting themselves; a developer's .env must not leak in.
+    os.environ.pop("DATABASE_URL", None)
+    os.environ.pop("REDIS_URL", None)
+    Path(PROJECT_ROOT / ".data").mkdir(exist_ok=True)
