@@ -146,17 +146,14 @@ def current() -> None:
 
 @cli.command()
 def routes() -> None:
-    """List every HTTP route: methods, path, name."""
-    from fastapi.routing import APIRoute
-
+    """List every HTTP operation: method, path, summary (from the OpenAPI schema)."""
     from app.main import create_app
 
     _settings_or_exit()
-    app = create_app()
-    for route in app.routes:
-        if isinstance(route, APIRoute):
-            methods = ",".join(sorted(route.methods or ()))
-            typer.echo(f"{methods:<12} {route.path:<45} {route.name}")
+    schema = create_app().openapi()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            typer.echo(f"{method.upper():<7} {path:<45} {operation.get('summary', '')}")
 
 
 def _mount_module_commands() -> None:

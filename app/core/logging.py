@@ -37,6 +37,18 @@ def _orjson_dumps(value: Any, default: Any = None) -> str:
     return orjson.dumps(value, default=default).decode()
 
 
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at emit time (test capture, redirected output)."""
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: object) -> None:
+        pass
+
+
 def configure_logging(*, level: str = "INFO", json_logs: bool = False) -> None:
     """Route structlog and the standard library through one pipeline."""
     shared: list[Any] = [
@@ -67,7 +79,7 @@ def configure_logging(*, level: str = "INFO", json_logs: bool = False) -> None:
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderrHandler()
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -76,6 +88,7 @@ def configure_logging(*, level: str = "INFO", json_logs: bool = False) -> None:
     logging.getLogger("uvicorn.access").handlers.clear()
     logging.getLogger("uvicorn.access").propagate = False
     logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True

@@ -7,17 +7,17 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute
 
-from app.core.db.base import Base, SoftDeleteMixin, utcnow
+from app.core.db.base import SoftDeleteMixin, utcnow
 from app.core.db.listing import Filter, ListParams
 from app.core.errors import NotFound
 
-ModelT = TypeVar("ModelT", bound=Base)
+ModelT = TypeVar("ModelT", bound=DeclarativeBase)
 
 
 class BaseRepository(Generic[ModelT]):
-    model: ClassVar[type[Base]]
+    model: ClassVar[type[DeclarativeBase]]
     not_found_message: ClassVar[str] = "Resource not found"
 
     @property

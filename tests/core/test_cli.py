@@ -1,0 +1,74 @@
+"""The `app` command: help, routes, migrations against the test database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from typer.testing import CliRunner
+
+from app.cli import cli
+from app.core.config import get_settings
+from app.core.embedded import ensure_services
+from tests.conftest import Services
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def test_env(services: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("DATABASE_URL", services.database_url)
+    monkeypatch.setenv("REDIS_URL", services.redis_url)
+    monkeypatch.setenv("APP_ENV", "test")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["dev"],
+        ["serve"],
+        ["routes"],
+        ["migrate"],
+        ["migrate", "upgrade"],
+        ["migrate", "revision"],
+    ],
+)
+def test_help_for_every_command(command: list[str]) -> None:
+    result = runner.invoke(cli, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_routes_lists_health_endpoints(test_env: None) -> None:
+    result = runner.invoke(cli, ["routes"])
+    assert result.exit_code == 0, result.output
+    assert "GET     /health/live" in result.output
+    assert "/health/ready" in result.output
+
+
+def test_migrate_current_and_history(test_env: None) -> None:
+    current = runner.invoke(cli, ["migrate", "current"])
+    assert current.exit_code == 0, current.output
+    history = runner.invoke(cli, ["migrate", "history"])
+    assert history.exit_code == 0, history.output
+
+
+def test_embedded_redis_starts_when_no_url_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, services: Services
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", services.database_url)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    started = ensure_services(tmp_path)
+    assert set(started) == {"REDIS_URL"}
+    client = Redis.from_url(started["REDIS_URL"])
+    try:
+        assert client.ping() is True
+        client.shutdown(nosave=True)
+    finally:
+        client.close()
