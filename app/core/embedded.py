@@ -8,6 +8,7 @@ They are development dependencies only; production always sets DATABASE_URL and 
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import socket
@@ -42,6 +43,7 @@ def start_postgres(data_dir: Path, *, database: str = "app") -> str:
             "run `make install` or set DATABASE_URL"
         ) from error
     data_dir.mkdir(parents=True, exist_ok=True)
+    _forget_dead_handles(data_dir)
     get_server = pgserver.get_server  # type: ignore[attr-defined]
     server = get_server(str(data_dir.resolve()), cleanup_mode="stop")
     _postgres_handles.append(server)
@@ -57,11 +59,35 @@ def start_postgres(data_dir: Path, *, database: str = "app") -> str:
     return f"postgresql://postgres@/{database}?host={quote(host)}"
 
 
+def _forget_dead_handles(data_dir: Path) -> None:
+    """pgserver stops the server when its last user exits, counting users in a pid file; a
+    process killed without exit hooks stays listed forever, so drop pids that are gone."""
+    handles = data_dir / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and _process_exists(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class EmbeddedRedis:
     """A `redis-server` child process on a free loopback port, persisting to `data_dir`."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
+        self.port_file = data_dir / "redis.port"
         self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -70,7 +96,13 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> str:
+        """Reuse the server another process (say `app dev` beside `app worker`) started, or
+        start one that this process owns and stops on exit."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        running = self._running_port()
+        if running is not None:
+            self.port = running
+            return self.url
         binary = _redis_server_binary()
         self.process = subprocess.Popen(
             [
@@ -90,18 +122,24 @@ class EmbeddedRedis:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"embedded redis-server exited; see {self.data_dir}/redis.log")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        atexit.register(self.stop)
-                        return self.url
-            except OSError:
-                time.sleep(0.02)
+            if _answers_ping(self.port):
+                atexit.register(self.stop)
+                self.port_file.write_text(str(self.port))
+                return self.url
+            time.sleep(0.02)
         self.stop()
         raise RuntimeError("embedded redis-server did not start within 10 s")
 
+    def _running_port(self) -> int | None:
+        try:
+            port = int(self.port_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return port if _answers_ping(port) else None
+
     def stop(self) -> None:
+        if self.process is not None:
+            self.port_file.unlink(missing_ok=True)
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -109,6 +147,15 @@ class EmbeddedRedis:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         self.process = None
+
+
+def _answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def _redis_server_binary() -> str:
