@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -39,6 +40,9 @@ def _with_embedded_services() -> None:
         _fail("DATABASE_URL and REDIS_URL must be set in production")
     from app.core.embedded import ensure_services
 
+    # uvicorn re-raises SIGTERM after its own shutdown; exiting normally instead lets the
+    # embedded servers' exit hooks stop them cleanly.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     ensure_services(Path(settings.data_dir))
     get_settings.cache_clear()
 
