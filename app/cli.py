@@ -96,6 +96,50 @@ def serve(
     )
 
 
+@cli.command()
+def worker(
+    workers: Annotated[int, typer.Option(help="worker processes")] = 1,
+    max_async_tasks: Annotated[int, typer.Option(help="concurrent tasks per process")] = 100,
+) -> None:
+    """Task worker: runs queued and scheduled tasks (taskiq, Redis streams)."""
+    from taskiq.cli.worker.args import WorkerArgs
+    from taskiq.cli.worker.run import run_worker
+
+    _settings_or_exit()
+    if get_settings().app_env is not Environment.PRODUCTION:
+        _with_embedded_services()
+    status = run_worker(
+        WorkerArgs(
+            broker="app.core.queue.worker:broker",
+            modules=[],
+            configure_logging=False,
+            workers=workers,
+            max_async_tasks=max_async_tasks,
+        )
+    )
+    raise typer.Exit(code=status or 0)
+
+
+@cli.command()
+def scheduler() -> None:
+    """Scheduler: sends periodic tasks (their `schedule` label) to the workers. Run one."""
+    import asyncio
+
+    from taskiq.cli.scheduler.args import SchedulerArgs
+    from taskiq.cli.scheduler.run import run_scheduler
+
+    _settings_or_exit()
+    if get_settings().app_env is not Environment.PRODUCTION:
+        _with_embedded_services()
+    asyncio.run(
+        run_scheduler(
+            SchedulerArgs(
+                scheduler="app.core.queue.worker:scheduler", modules=[], configure_logging=False
+            )
+        )
+    )
+
+
 def _alembic_config() -> object:
     from alembic.config import Config
 

@@ -5,31 +5,57 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+import taskiq_fastapi
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.core.cache import CacheService, set_default_cache
 from app.core.config import Settings, get_settings
 from app.core.db import Database
 from app.core.errors import install_error_handlers
+from app.core.events import add_events_middleware
+from app.core.events import drain as drain_events
 from app.core.health import router as health_router
 from app.core.http import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from app.core.logging import RequestContextMiddleware, configure_logging
+from app.core.mail import MailService, MailTemplates
 from app.core.modules import DEFAULT_PACKAGES, ModuleSpec, discover_modules
+from app.core.queue import broker
+from app.core.ratelimit import RateLimiter, default_rate_limit
 from app.core.redis import create_redis
 
 API_PREFIX = "/api/v1"
 
 
-def _lifespan(settings: Settings) -> object:
+def _lifespan(settings: Settings, module_packages: Iterable[str]) -> object:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings)
         redis = create_redis(settings)
         app.state.database = database
         app.state.redis = redis
+        # Shared core services (issue #4): cache, rate limits, mail, the task queue.
+        app.state.cache = CacheService(
+            redis, prefix=settings.app_name, default_ttl=settings.cache_default_ttl
+        )
+        previous_cache = set_default_cache(app.state.cache)
+        app.state.rate_limiter = RateLimiter(redis, settings)
+        app.state.mailer = MailService(settings, MailTemplates.discover(module_packages))
+        broker.configure(settings)
+        if not broker.is_worker_process:  # a worker starts the broker itself
+            await broker.startup()
+        # In-process tasks (tests, QUEUE_BROKER=memory) get this app's dependencies.
+        previous_overrides = dict(broker.dependency_overrides)
+        taskiq_fastapi.populate_dependency_context(broker, app)
         try:
             yield
         finally:
+            await drain_events()
+            if not broker.is_worker_process:
+                await broker.shutdown()
+            broker.dependency_overrides.clear()
+            broker.dependency_overrides.update(previous_overrides)
+            set_default_cache(previous_cache)
             await redis.aclose()
             await database.dispose()
 
@@ -37,7 +63,7 @@ def _lifespan(settings: Settings) -> object:
 
 
 def _api_router(modules: Iterable[ModuleSpec]) -> APIRouter:
-    api = APIRouter(prefix=API_PREFIX)
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(default_rate_limit)])
     for spec in modules:
         if spec.router is not None:
             api.include_router(
@@ -50,13 +76,14 @@ def create_app(
     settings: Settings | None = None, *, module_packages: Iterable[str] = DEFAULT_PACKAGES
 ) -> FastAPI:
     settings = settings or get_settings()
+    module_packages = tuple(module_packages)
     configure_logging(level=settings.log_level, json_logs=settings.json_logs)
     modules = discover_modules(module_packages)
 
     app = FastAPI(
         title=settings.app_name,
         version="0.1.0",
-        lifespan=_lifespan(settings),  # type: ignore[arg-type]
+        lifespan=_lifespan(settings, module_packages),  # type: ignore[arg-type]
         docs_url=None if settings.is_production else "/docs",
         redoc_url=None,
     )
@@ -77,6 +104,8 @@ def create_app(
             expose_headers=["X-Request-ID", "Retry-After"],
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Domain events are delivered after the response, still inside the request's context.
+    add_events_middleware(app)
     # Every response, a 500 included, carries the request id and is logged...
     app.add_middleware(RequestContextMiddleware)
     # ...and the security headers (outermost, so nothing escapes them).

@@ -3,9 +3,11 @@ database built by migrations, one app for the session, and a clean slate for eve
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.config import Environment, Settings
 from app.core.db import Base
 from app.core.embedded import EmbeddedRedis, start_postgres
+from app.core.mail.catcher import CatchingHandler, MailCatcher, message_links
+from app.core.queue import broker
 from app.main import create_app
 from tests.support import PROJECT_ROOT, alembic_config, psycopg_url
 
 TEST_DATABASE = "app_test"
+_CATCHERS: dict[int, CatchingHandler] = {}
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
 
 
@@ -32,6 +37,7 @@ TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
 class Services:
     database_url: str
     redis_url: str
+    smtp_port: int = 0
 
 
 def _reset_schema(database_url: str) -> None:
@@ -57,9 +63,12 @@ def services() -> Iterator[Services]:
     _reset_schema(database_url)
     config = alembic_config(database_url)
     command.upgrade(config, "head")
+    catcher = MailCatcher().start()
+    _CATCHERS[catcher.port] = catcher.handler
     try:
-        yield Services(database_url=database_url, redis_url=redis_url)
+        yield Services(database_url=database_url, redis_url=redis_url, smtp_port=catcher.port)
     finally:
+        catcher.stop()
         if embedded_redis is not None:
             embedded_redis.stop()
 
@@ -73,6 +82,12 @@ def make_settings(services: Services, **overrides: Any) -> Settings:
         "log_level": "WARNING",
         "db_pool_size": 5,
         "db_max_overflow": 5,
+        # Tasks run in-process; mail goes to the session's catcher (see `mail_outbox`).
+        "queue_broker": "memory",
+        "queue_retry_delay": 0,
+        "smtp_host": "127.0.0.1",
+        "smtp_port": services.smtp_port,
+        "rate_limit_default": "10000/minute",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
@@ -106,6 +121,58 @@ async def session(app: FastAPI) -> AsyncIterator[AsyncSession]:
 async def redis(app: FastAPI) -> Redis:
     client: Redis = app.state.redis
     return client
+
+
+class MailOutbox(list[EmailMessage]):
+    """The messages the test catcher received during this test, oldest first."""
+
+    def __init__(self, handler: CatchingHandler) -> None:
+        super().__init__()
+        self._handler = handler
+
+    def _sync(self) -> None:
+        with self._handler.lock:
+            self[:] = self._handler.messages
+
+    async def wait(self, count: int = 1, *, within: float = 3.0) -> EmailMessage:
+        """Wait until `count` messages arrived (queued mail included); return the last one."""
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            await broker.wait_all()
+            self._sync()
+            if len(self) >= count:
+                return self[count - 1]
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"expected {count} message(s), got {len(self)}")
+            await asyncio.sleep(0.01)
+
+    def links(self, message: EmailMessage | None = None) -> list[str]:
+        """The links in `message` (default: the last message received)."""
+        self._sync()
+        return message_links(message if message is not None else self[-1])
+
+    def fail_next(self, count: int = 1) -> None:
+        """Make the catcher answer the next `count` messages with a temporary SMTP failure."""
+        with self._handler.lock:
+            self._handler.fail_next = count
+
+
+@pytest.fixture(scope="session")
+def _mail_handler(services: Services) -> CatchingHandler:
+    return _CATCHERS[services.smtp_port]
+
+
+@pytest.fixture
+def mail_outbox(_mail_handler: CatchingHandler) -> Iterator[MailOutbox]:
+    """Mail sent (or queued) during the test: `await mail_outbox.wait()`, `.links()`."""
+    with _mail_handler.lock:
+        _mail_handler.messages.clear()
+        _mail_handler.fail_next = 0
+    outbox = MailOutbox(_mail_handler)
+    yield outbox
+    with _mail_handler.lock:
+        _mail_handler.messages.clear()
+        _mail_handler.fail_next = 0
 
 
 @pytest.fixture(autouse=True)

@@ -28,6 +28,11 @@ class LogFormat(enum.StrEnum):
     JSON = "json"
 
 
+class QueueBroker(enum.StrEnum):
+    MEMORY = "memory"  # tasks run in-process (tests); nothing durable
+    REDIS = "redis"  # Redis streams with acknowledged delivery
+
+
 class SettingsError(Exception):
     """Raised when the environment holds a value the application cannot start with."""
 
@@ -79,6 +84,27 @@ class Settings(AppSettings):
     server_workers: int = Field(default=1, ge=1, le=64)
 
     health_timeout: float = Field(default=1.0, gt=0, le=10)
+
+    # --- shared core services: cache, queue, mail, rate limits ---
+    cache_default_ttl: int = Field(default=300, ge=1)
+
+    queue_broker: QueueBroker = QueueBroker.REDIS
+    queue_max_retries: int = Field(default=3, ge=0, le=100)
+    queue_retry_delay: float = Field(default=5.0, ge=0, le=3600)
+    queue_result_ttl: int = Field(default=3600, ge=1)
+
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_use_tls: bool = False
+    smtp_start_tls: bool = False
+    smtp_timeout: float = Field(default=10.0, gt=0, le=300)
+    mail_from: str = "App <no-reply@example.com>"
+
+    rate_limit_enabled: bool = True
+    rate_limit_default: str = "120/minute"
+    rate_limit_fail_open: bool = True
 
     @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod

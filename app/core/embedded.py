@@ -186,7 +186,27 @@ def ensure_services(data_dir: Path, *, database: str = "app") -> dict[str, str]:
     if not os.environ.get("REDIS_URL"):
         redis = EmbeddedRedis(data_dir / "redis")
         started["REDIS_URL"] = redis.start()
+    if not os.environ.get("SMTP_HOST"):
+        started.update(start_mail_catcher(data_dir / "mail"))
     for name, url in started.items():
         os.environ[name] = url
         log.info("embedded_service_started", setting=name, url=url)
     return started
+
+
+_mail_catchers: list[Any] = []
+
+
+def start_mail_catcher(save_dir: Path) -> dict[str, str]:
+    """An SMTP catcher on a free loopback port: saves each message under `save_dir` and logs
+    its subject, recipient and links. Returns the SMTP_HOST/SMTP_PORT to export."""
+    try:
+        from app.core.mail.catcher import MailCatcher
+
+        catcher = MailCatcher(save_dir=save_dir).start()
+    except ImportError:  # pragma: no cover - only without dev dependencies
+        log.warning("mail_catcher_unavailable", hint="install aiosmtpd or set SMTP_HOST")
+        return {}
+    _mail_catchers.append(catcher)
+    atexit.register(catcher.stop)
+    return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(catcher.port)}

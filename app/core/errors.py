@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -184,12 +184,34 @@ async def _dependency_down(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _integrity_error(request: Request, exc: Exception) -> Response:
+    # A constraint the service did not check first (a race, a missing pre-check): the client's
+    # data conflicts with what is stored. The transaction is rolled back with the session.
+    log.info("integrity_error", path=request.url.path, error=type(exc.__cause__).__name__)
+    return problem_response(
+        409, detail="The request conflicts with existing data.", instance=request.url.path
+    )
+
+
+async def _data_error(request: Request, exc: Exception) -> Response:
+    # A value the database refuses (out of range, NUL byte...) that validation let through.
+    log.info("data_error", path=request.url.path, error=type(exc.__cause__).__name__)
+    return problem_response(
+        422,
+        title="Validation Failed",
+        detail="A value is out of the range the database accepts.",
+        instance=request.url.path,
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Typed errors and framework errors become problems; unhandled ones are answered by
     `RequestContextMiddleware`, which still knows the request id."""
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(DataError, _data_error)
     for error_class in (
         OperationalError,
         InterfaceError,

@@ -64,6 +64,7 @@ def test_embedded_redis_starts_when_no_url_is_set(
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", services.database_url)
     monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
     started = ensure_services(tmp_path)
     assert set(started) == {"REDIS_URL"}
     client = Redis.from_url(started["REDIS_URL"])

@@ -232,3 +232,20 @@ async def test_cors_only_for_configured_origins(http: AsyncClient) -> None:
 async def test_cors_disabled_by_default(client: AsyncClient) -> None:
     response = await client.get("/health/live", headers={"Origin": "https://ok.example"})
     assert "access-control-allow-origin" not in response.headers
+
+
+@boom.get("/db-error/{kind}")
+async def raise_db_error(kind: str) -> None:
+    from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+
+    error_class = {"integrity": IntegrityError, "data": DataError, "down": OperationalError}[kind]
+    raise error_class("INSERT ...", {}, Exception("secret constraint name"))
+
+
+@pytest.mark.parametrize(("kind", "status"), [("integrity", 409), ("data", 422), ("down", 503)])
+async def test_database_errors_become_problems(http: AsyncClient, kind: str, status: int) -> None:
+    response = await http.get(f"/test/db-error/{kind}")
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "secret" not in response.text
+    assert "INSERT" not in response.text

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from taskiq import TaskiqDepends
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -51,8 +52,9 @@ def get_database(request: Request) -> Database:
     return database
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One session per request; rolled back if the handler did not commit."""
+# `= TaskiqDepends()` lets tasks resolve it too (taskiq-fastapi supplies the Request).
+async def get_session(request: Request = TaskiqDepends()) -> AsyncIterator[AsyncSession]:
+    """One session per request (or task); rolled back if the handler did not commit."""
     async with request.app.state.database.sessionmaker() as session:
         yield session
 

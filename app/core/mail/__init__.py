@@ -1,0 +1,21 @@
+"""Mail: the `Mailer` dependency, module templates ("auth/verify_email"), send now or queued."""
+
+from app.core.mail.service import (
+    Attachment,
+    Mailer,
+    MailService,
+    MailTemplates,
+    RenderedMail,
+    get_mailer,
+    send_mail_task,
+)
+
+__all__ = [
+    "Attachment",
+    "MailService",
+    "MailTemplates",
+    "Mailer",
+    "RenderedMail",
+    "get_mailer",
+    "send_mail_task",
+]

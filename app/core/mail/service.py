@@ -1,0 +1,216 @@
+"""`MailService` on aiosmtplib, with Jinja2 templates that live in each feature module.
+
+Template "auth/verify_email" is the module `auth`'s folder `emails/` (or its spec's
+`templates_dir`): `verify_email.subject.txt`, `verify_email.txt` and, optionally,
+`verify_email.html`. Sent mail has a plain-text part and, when there is HTML, an alternative.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import importlib
+import mimetypes
+import pkgutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import make_msgid, parseaddr
+from pathlib import Path
+from typing import Annotated, Any
+
+import aiosmtplib
+import structlog
+from fastapi import Depends, Request
+from jinja2 import (
+    BaseLoader,
+    Environment,
+    FileSystemLoader,
+    PrefixLoader,
+    StrictUndefined,
+    TemplateNotFound,
+    select_autoescape,
+)
+from taskiq import TaskiqDepends
+
+from app.core.config import Settings
+from app.core.modules import DEFAULT_PACKAGES, ModuleSpec
+from app.core.queue import broker
+
+log = structlog.get_logger("app.mail")
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content: bytes
+    content_type: str | None = None  # guessed from the filename when not given
+
+
+@dataclass(frozen=True)
+class RenderedMail:
+    subject: str
+    text: str
+    html: str | None
+
+
+def module_template_dirs(packages: Iterable[str] = DEFAULT_PACKAGES) -> dict[str, Path]:
+    """`{module name: its emails folder}` for every feature module that has one."""
+    found: dict[str, Path] = {}
+    for package_name in packages:
+        package = importlib.import_module(package_name)
+        for info in pkgutil.iter_modules(package.__path__):
+            if not info.ispkg or info.name.startswith("_"):
+                continue
+            module = importlib.import_module(f"{package_name}.{info.name}")
+            spec = getattr(module, "module", None)
+            if not isinstance(spec, ModuleSpec):
+                continue
+            folder = spec.templates_dir or Path(next(iter(module.__path__))) / "emails"
+            if folder.is_dir():
+                found[spec.name] = folder
+    return found
+
+
+class MailTemplates:
+    def __init__(self, folders: dict[str, Path]) -> None:
+        loader: BaseLoader = PrefixLoader(
+            {name: FileSystemLoader(str(path)) for name, path in folders.items()}, delimiter="/"
+        )
+        self.env = Environment(
+            loader=loader,
+            autoescape=select_autoescape(enabled_extensions=("html",), default=False),
+            undefined=StrictUndefined,
+            keep_trailing_newline=True,
+        )
+
+    @classmethod
+    def discover(cls, packages: Iterable[str] = DEFAULT_PACKAGES) -> MailTemplates:
+        return cls(module_template_dirs(packages))
+
+    def render(self, template: str, context: dict[str, Any]) -> RenderedMail:
+        subject = self.env.get_template(f"{template}.subject.txt").render(context)
+        text = self.env.get_template(f"{template}.txt").render(context)
+        try:
+            html: str | None = self.env.get_template(f"{template}.html").render(context)
+        except TemplateNotFound:
+            html = None
+        return RenderedMail(subject=" ".join(subject.split()), text=text, html=html)
+
+
+class MailService:
+    def __init__(self, settings: Settings, templates: MailTemplates) -> None:
+        self.settings = settings
+        self.templates = templates
+
+    def build(
+        self,
+        *,
+        to: str | Sequence[str],
+        subject: str,
+        text: str,
+        html: str | None = None,
+        attachments: Sequence[Attachment] = (),
+        reply_to: str | None = None,
+    ) -> EmailMessage:
+        message = EmailMessage()
+        message["From"] = self.settings.mail_from
+        message["To"] = to if isinstance(to, str) else ", ".join(to)
+        message["Subject"] = subject
+        if reply_to:
+            message["Reply-To"] = reply_to
+        domain = parseaddr(self.settings.mail_from)[1].rpartition("@")[2]
+        message["Message-ID"] = make_msgid(domain=domain or None)
+        message.set_content(text)
+        if html is not None:
+            message.add_alternative(html, subtype="html")
+        for attachment in attachments:
+            content_type = (
+                attachment.content_type
+                or mimetypes.guess_type(attachment.filename)[0]
+                or "application/octet-stream"
+            )
+            maintype, _, subtype = content_type.partition("/")
+            message.add_attachment(
+                attachment.content, maintype=maintype, subtype=subtype, filename=attachment.filename
+            )
+        return message
+
+    def render(
+        self,
+        *,
+        to: str | Sequence[str],
+        template: str,
+        context: dict[str, Any] | None = None,
+        attachments: Sequence[Attachment] = (),
+    ) -> EmailMessage:
+        rendered = self.templates.render(template, dict(context or {}))
+        return self.build(
+            to=to,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            attachments=attachments,
+        )
+
+    async def send(self, message: EmailMessage) -> None:
+        """Deliver now; SMTP errors propagate (the queue retries them)."""
+        settings = self.settings
+        if settings.smtp_host is None:
+            raise RuntimeError("SMTP_HOST is not set; mail cannot be sent")
+        await aiosmtplib.send(
+            message,
+            hostname=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username or None,
+            password=settings.smtp_password or None,
+            use_tls=settings.smtp_use_tls,
+            start_tls=settings.smtp_start_tls,
+            timeout=settings.smtp_timeout,
+        )
+        log.info("mail_sent", to=message["To"], subject=message["Subject"])
+
+    async def send_template(
+        self,
+        *,
+        to: str | Sequence[str],
+        template: str,
+        context: dict[str, Any] | None = None,
+        attachments: Sequence[Attachment] = (),
+    ) -> None:
+        await self.send(
+            self.render(to=to, template=template, context=context, attachments=attachments)
+        )
+
+    async def queue(self, message: EmailMessage) -> None:
+        """Send through the task queue: retried with backoff while the SMTP server fails."""
+        await send_mail_task.kiq(message.as_string())
+
+    async def queue_template(
+        self,
+        *,
+        to: str | Sequence[str],
+        template: str,
+        context: dict[str, Any] | None = None,
+        attachments: Sequence[Attachment] = (),
+    ) -> None:
+        """Render now (template errors surface to the caller), send from a worker."""
+        await self.queue(
+            self.render(to=to, template=template, context=context, attachments=attachments)
+        )
+
+
+# `= TaskiqDepends()` lets tasks resolve it too (taskiq-fastapi supplies the Request).
+def get_mailer(request: Request = TaskiqDepends()) -> MailService:
+    mailer: MailService = request.app.state.mailer
+    return mailer
+
+
+Mailer = Annotated[MailService, Depends(get_mailer)]
+
+
+@broker.task(task_name="core.mail.send")
+async def send_mail_task(raw_message: str, mailer: MailService = TaskiqDepends(get_mailer)) -> None:
+    message = email.message_from_string(raw_message, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    await mailer.send(message)

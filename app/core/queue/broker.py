@@ -1,0 +1,130 @@
+"""The application's task broker: one module-level object that modules declare tasks on.
+
+`broker` is created at import time (so `@broker.task` works anywhere) but bound to its transport
+late, from the settings the app or the worker starts with (`configure_broker`):
+
+- `QUEUE_BROKER=redis`: a taskiq-redis `RedisStreamBroker` (consumer group, acknowledged
+  delivery: a task a dying worker held is redelivered) and a `RedisAsyncResultBackend`;
+- `QUEUE_BROKER=memory`: tasks run in-process on the event loop, as taskiq's `InMemoryBroker`
+  does (tests). `await broker.wait_all()` waits for what was queued.
+
+Tasks get FastAPI-style dependencies through taskiq-fastapi (`TaskiqDepends(get_cache)` ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import structlog
+import taskiq_fastapi
+from taskiq import AckableMessage, AsyncBroker, BrokerMessage
+from taskiq.brokers.inmemory_broker import InmemoryResultBackend
+from taskiq.receiver import Receiver
+from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
+
+from app.core.config import QueueBroker, Settings, get_settings
+from app.core.queue.middleware import RequestIdMiddleware, RetryMiddleware
+
+log = structlog.get_logger("app.queue")
+
+
+class AppBroker(AsyncBroker):
+    """An `AsyncBroker` whose transport (Redis streams or in-process) is chosen by settings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.retry = RetryMiddleware()
+        self.add_middlewares(RequestIdMiddleware(), self.retry)
+        self.settings: Settings | None = None
+        self.transport: RedisStreamBroker | None = None
+        self._receiver: Receiver | None = None
+        self._running: set[asyncio.Task[Any]] = set()
+        self._started = False
+        self._users = 0  # apps sharing the running broker (tests run several)
+
+    @property
+    def mode(self) -> QueueBroker | None:
+        return self.settings.queue_broker if self.settings is not None else None
+
+    def configure(self, settings: Settings) -> None:
+        """Bind the transport and result backend; called before `startup`."""
+        if self._started:
+            if settings.queue_broker is not self.mode:
+                raise RuntimeError("the broker is already running with another transport")
+            return
+        self.settings = settings
+        self.retry.configure(
+            max_retries=settings.queue_max_retries, base_delay=settings.queue_retry_delay
+        )
+        if settings.queue_broker is QueueBroker.MEMORY:
+            self.transport = None
+            self.result_backend = InmemoryResultBackend()
+            self._receiver = Receiver(broker=self, propagate_exceptions=False)
+            return
+        if settings.redis_url is None:
+            raise RuntimeError("QUEUE_BROKER=redis needs REDIS_URL")
+        self._receiver = None
+        self.transport = RedisStreamBroker(
+            url=settings.redis_url,
+            queue_name=f"{settings.app_name}:tasks",
+            consumer_group_name=f"{settings.app_name}:workers",
+            # A group created after tasks were queued still reads them from the start.
+            consumer_id="0",
+            xread_block=1000,
+        )
+        self.result_backend = RedisAsyncResultBackend(
+            redis_url=settings.redis_url,
+            result_ex_time=settings.queue_result_ttl,
+            prefix_str=f"{settings.app_name}:task-result",
+        )
+
+    async def startup(self) -> None:
+        self._users += 1
+        if self._started:
+            return
+        if self.settings is None:
+            self.configure(get_settings())
+        await super().startup()
+        if self.transport is not None:
+            await self.transport.startup()
+        self._started = True
+
+    async def shutdown(self) -> None:
+        self._users = max(self._users - 1, 0)
+        if not self._started or self._users:
+            return
+        self._started = False
+        await self.wait_all()
+        if self.transport is not None:
+            await self.transport.shutdown()
+        await super().shutdown()
+
+    async def kick(self, message: BrokerMessage) -> None:
+        if self.transport is not None:
+            await self.transport.kick(message)
+            return
+        if self._receiver is None:
+            raise RuntimeError("the broker is not configured; is the app started?")
+        task = asyncio.create_task(self._receiver.callback(message=message.message))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def listen(self) -> AsyncGenerator[bytes | AckableMessage, None]:
+        if self.transport is None:
+            raise RuntimeError("the in-memory broker cannot be listened to; use QUEUE_BROKER=redis")
+        async for message in self.transport.listen():
+            yield message
+
+    async def wait_all(self) -> None:
+        """Wait until every task queued in memory (retries included) has finished."""
+        while self._running or self.retry.pending:
+            await asyncio.gather(*self._running, *self.retry.pending, return_exceptions=True)
+
+
+broker = AppBroker()
+# In a worker process, start the FastAPI app's lifespan so tasks can use its dependencies.
+taskiq_fastapi.init(broker, "app.main:create_app")
+
+__all__ = ["AppBroker", "broker"]
