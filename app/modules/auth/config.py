@@ -1,0 +1,50 @@
+"""Settings of the auth module (environment prefix AUTH_). The JWT key is the core SECRET_KEY."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+from fastapi import Depends
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from app.core.config import AppSettings
+from app.core.ratelimit import Limit
+
+
+class AuthSettings(AppSettings):
+    model_config = SettingsConfigDict(env_prefix="AUTH_")
+
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+    refresh_token_ttl_days: int = Field(default=30, ge=1, le=365)
+    jwt_issuer: str = "app"
+    jwt_audience: str = "app-api"
+    verify_email_ttl_hours: int = Field(default=48, ge=1, le=720)
+    password_reset_ttl_minutes: int = Field(default=30, ge=5, le=1440)
+    unverified_login_allowed: bool = True
+    unverified_access_allowed: bool = False
+    frontend_url: str = "http://localhost:3000"
+    login_rate_limit_ip: str = "20/minute"
+    login_rate_limit_account: str = "5/minute"
+    email_rate_limit: str = "3/hour"
+    token_retention_days: int = Field(default=7, ge=0, le=365)
+
+    @field_validator("login_rate_limit_ip", "login_rate_limit_account", "email_rate_limit")
+    @classmethod
+    def _valid_limit(cls, value: str) -> str:
+        Limit.parse(value)
+        return value
+
+    @field_validator("frontend_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+@lru_cache(maxsize=1)
+def get_auth_settings() -> AuthSettings:
+    return AuthSettings()
+
+
+AuthConfig = Annotated[AuthSettings, Depends(get_auth_settings)]

@@ -1,0 +1,133 @@
+"""Authentication dependencies other modules use: CurrentUser, ActiveUser, require_role(...).
+
+The users module's routes depend on these, and these look users up through the users
+gateway; so `app.modules.users` is imported when a request arrives, never at import time
+(that would be an import cycle between the two packages).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from app.core.config import Settings
+from app.core.db import DBSession
+from app.core.errors import Forbidden, Unauthorized
+from app.core.security import InvalidToken, decode_jwt
+from app.modules.auth.config import AuthConfig
+
+if TYPE_CHECKING:
+    from app.modules.users import UserDTO
+
+TOKEN_URL = "/api/v1/auth/login"  # noqa: S105
+ACCESS_TOKEN_TYPE = "access"  # noqa: S105
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    role: str
+    session_id: uuid.UUID | None
+    token_id: str
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _invalid() -> Unauthorized:
+    return Unauthorized("Invalid or expired access token")
+
+
+async def get_access_claims(
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+    settings: AuthConfig,
+    app_settings: Annotated[Settings, Depends(get_app_settings)],
+) -> AccessClaims:
+    """The verified claims of the bearer access token, or a 401."""
+    if not token:
+        raise Unauthorized("Not authenticated")
+    try:
+        claims = decode_jwt(
+            token,
+            key=app_settings.secret_key,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+    except InvalidToken:
+        raise _invalid() from None
+    if claims.get("typ") != ACCESS_TOKEN_TYPE:
+        raise _invalid()
+    try:
+        user_id = uuid.UUID(str(claims["sub"]))
+        session_id = uuid.UUID(str(claims["sid"])) if claims.get("sid") else None
+    except (ValueError, KeyError):
+        raise _invalid() from None
+    return AccessClaims(
+        user_id=user_id,
+        role=str(claims.get("role", "")),
+        session_id=session_id,
+        token_id=str(claims["jti"]),
+    )
+
+
+Claims = Annotated[AccessClaims, Depends(get_access_claims)]
+
+
+async def get_current_user(request: Request, claims: Claims, session: DBSession) -> UserDTO:
+    """The signed-in user: a valid access token of a live, active account (else 401)."""
+    from app.modules.users import UsersGateway
+
+    user = await UsersGateway(session).get_by_id(claims.user_id)
+    if user is None or not user.is_active:
+        raise _invalid()
+    request.state.user_id = user.id  # rate limits count per user from here on
+    return user
+
+
+if TYPE_CHECKING:
+    CurrentUser = Annotated[UserDTO, Depends(get_current_user)]
+else:
+    CurrentUser = Annotated[Any, Depends(get_current_user)]
+
+
+async def get_active_user(user: CurrentUser, settings: AuthConfig) -> UserDTO:
+    """The current user, who must also have verified their email unless
+    AUTH_UNVERIFIED_ACCESS_ALLOWED is set (else 403)."""
+    if not user.is_verified and not settings.unverified_access_allowed:
+        raise Forbidden("Verify your email address first")
+    return user
+
+
+if TYPE_CHECKING:
+    ActiveUser = Annotated[UserDTO, Depends(get_active_user)]
+else:
+    ActiveUser = Annotated[Any, Depends(get_active_user)]
+
+
+def require_role(*roles: str) -> Callable[..., Awaitable[UserDTO]]:
+    """A dependency that lets through active users with one of `roles` (else 403)."""
+    allowed = frozenset(str(role) for role in roles)
+
+    async def dependency(user: ActiveUser) -> UserDTO:
+        if str(user.role) not in allowed:
+            raise Forbidden("You do not have the role this action needs")
+        return user
+
+    return dependency
+
+
+async def get_current_session_id(claims: Claims) -> uuid.UUID | None:
+    """The sign-in session (refresh token family) of the access token."""
+    return claims.session_id
+
+
+CurrentSessionId = Annotated[uuid.UUID | None, Depends(get_current_session_id)]

@@ -1,0 +1,83 @@
+"""Request and response models of the auth module."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+Password = Annotated[str, Field(min_length=1, max_length=128)]
+OpaqueToken = Annotated[str, Field(min_length=16, max_length=256)]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegisterIn(_Input):
+    email: Annotated[EmailStr, Field(max_length=320)]
+    username: Annotated[str, Field(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9_.-]+$")]
+    password: Password
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105
+    expires_in: int = Field(description="seconds until the access token expires")
+    refresh_token: str
+    refresh_expires_in: int = Field(description="seconds until the refresh token expires")
+
+
+class RefreshIn(_Input):
+    refresh_token: OpaqueToken
+
+
+class TokenIn(_Input):
+    token: OpaqueToken
+
+
+class EmailIn(_Input):
+    email: Annotated[EmailStr, Field(max_length=320)]
+
+
+class PasswordResetIn(_Input):
+    token: OpaqueToken
+    new_password: Password
+
+
+class Accepted(BaseModel):
+    detail: str
+
+
+class ProblemDetail(BaseModel):
+    """An RFC 9457 problem, as every error response is shaped (application/problem+json)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+_DESCRIPTIONS = {
+    400: "Invalid, expired or already used token",
+    401: "Missing, invalid or expired credentials",
+    403: "Not allowed",
+    409: "Email or username already taken",
+    422: "Invalid input",
+    429: "Too many requests",
+}
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` documenting the given error statuses as problem+json."""
+    return {
+        code: {
+            "model": ProblemDetail,
+            "description": _DESCRIPTIONS.get(code, "Error"),
+            "content": {"application/problem+json": {}},
+        }
+        for code in codes
+    }

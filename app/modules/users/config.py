@@ -1,0 +1,34 @@
+"""Settings of the users module (environment prefix USERS_)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from app.core.config import AppSettings
+from app.core.security import HashingParams
+
+
+class UsersSettings(AppSettings):
+    model_config = SettingsConfigDict(env_prefix="USERS_")
+
+    password_min_length: int = Field(default=10, ge=8, le=128)
+    self_delete_allowed: bool = True
+    password_hash_time_cost: int = Field(default=3, ge=1, le=20)
+    password_hash_memory_kib: int = Field(default=65_536, ge=1_024, le=4_194_304)
+    password_hash_parallelism: int = Field(default=4, ge=1, le=64)
+
+    @property
+    def hashing(self) -> HashingParams:
+        return HashingParams(
+            time_cost=self.password_hash_time_cost,
+            memory_cost=self.password_hash_memory_kib,
+            parallelism=self.password_hash_parallelism,
+        )
+
+
+@lru_cache(maxsize=1)
+def get_users_settings() -> UsersSettings:
+    return UsersSettings()

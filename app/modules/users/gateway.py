@@ -1,0 +1,63 @@
+"""UsersGateway: what other modules may ask of the users module. Returns DTOs, never ORM
+objects; injected with FastAPI DI (`UsersGatewayDep`) so tests can replace it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import Depends
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.db import DBSession
+from app.core.errors import NotFound
+from app.modules.users.config import UsersSettings, get_users_settings
+from app.modules.users.schemas import UserCreate, UserDTO
+from app.modules.users.services import UsersService
+
+
+class UsersGateway:
+    def __init__(self, session: AsyncSession, settings: UsersSettings | None = None) -> None:
+        self._service = UsersService(session, settings or get_users_settings())
+
+    async def get_by_id(self, user_id: uuid.UUID) -> UserDTO | None:
+        """A live (not deleted) user, active or not."""
+        user = await self._service.find(user_id=user_id)
+        return None if user is None else UserDTO.model_validate(user)
+
+    async def get_by_email(self, email: str) -> UserDTO | None:
+        user = await self._service.find_by_email(email=email)
+        return None if user is None else UserDTO.model_validate(user)
+
+    async def create(self, data: UserCreate) -> UserDTO:
+        """Raises Conflict for a taken email or username, ValidationFailed for a weak password."""
+        return UserDTO.model_validate(await self._service.create(data))
+
+    async def authenticate(self, login: str, password: str) -> UserDTO | None:
+        """The live user with this email or username and password, else None (similar timing)."""
+        user = await self._service.authenticate(login=login, password=password)
+        return None if user is None else UserDTO.model_validate(user)
+
+    async def burn_password_time(self, password: str) -> None:
+        """Spend as long as a password check: equalises timing for unknown accounts."""
+        await self._service.burn_password_time(password=password)
+
+    async def mark_verified(self, user_id: uuid.UUID) -> UserDTO:
+        user = await self._service.get(user_id=user_id)
+        await self._service.mark_verified(user=user)
+        return UserDTO.model_validate(user)
+
+    async def set_password(self, user_id: uuid.UUID, password: str) -> None:
+        user = await self._service.find(user_id=user_id)
+        if user is None:
+            raise NotFound("User not found")
+        await self._service.set_password(user=user, password=password)
+
+
+def get_users_gateway(
+    session: DBSession, settings: Annotated[UsersSettings, Depends(get_users_settings)]
+) -> UsersGateway:
+    return UsersGateway(session, settings)
+
+
+UsersGatewayDep = Annotated[UsersGateway, Depends(get_users_gateway)]

@@ -1,0 +1,41 @@
+"""The User model."""
+
+from __future__ import annotations
+
+import enum
+
+from sqlalchemy import CheckConstraint, Index, String, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import Base, SoftDeleteMixin, TimestampMixin, UUIDPrimaryKeyMixin
+
+
+class Role(enum.StrEnum):
+    USER = "user"
+    ADMIN = "admin"
+
+
+class User(UUIDPrimaryKeyMixin, TimestampMixin, SoftDeleteMixin, Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        # Unique among live users, whatever the case: a soft-deleted user's email is free again.
+        Index(
+            "uq_users_lower_email_live",
+            text("lower(email)"),
+            unique=True,
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+        CheckConstraint("role IN ('user', 'admin')", name="role_known"),
+    )
+
+    email: Mapped[str] = mapped_column(String(320))
+    username: Mapped[str] = mapped_column(String(50), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
+    is_verified: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    role: Mapped[str] = mapped_column(
+        String(20), default=Role.USER.value, server_default=Role.USER.value
+    )
+
+    def __repr__(self) -> str:  # never shows the password hash
+        return f"User(id={self.id!s}, username={self.username!r}, role={self.role!r})"

@@ -1,0 +1,32 @@
+"""Data access for users. Never commits."""
+
+from __future__ import annotations
+
+from sqlalchemy import func
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.db import BaseRepository
+from app.modules.users.models import User
+
+
+class UserRepository(BaseRepository[User]):
+    model = User
+    not_found_message = "User not found"
+
+    async def get_by_email(self, session: AsyncSession, *, email: str) -> User | None:
+        query = self._base_query().where(func.lower(User.email) == email.lower())
+        return (await session.execute(query)).scalar_one_or_none()
+
+    async def get_by_username(
+        self, session: AsyncSession, *, username: str, include_deleted: bool = True
+    ) -> User | None:
+        query = self._base_query(include_deleted=include_deleted).where(
+            User.username == username.lower()
+        )
+        return (await session.execute(query.limit(1))).scalar_one_or_none()
+
+    async def get_by_login(self, session: AsyncSession, *, login: str) -> User | None:
+        """A live user by email (when the login contains '@') or username."""
+        if "@" in login:
+            return await self.get_by_email(session, email=login)
+        return await self.get_by_username(session, username=login, include_deleted=False)

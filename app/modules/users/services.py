@@ -1,0 +1,173 @@
+"""Use cases of the users module. Services own the unit of work and publish events after it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import structlog
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.db import ListParams
+from app.core.errors import Conflict, Forbidden, ValidationFailed
+from app.core.events import publish
+from app.core.security import PasswordHasher, password_hasher
+from app.modules.users import policies
+from app.modules.users.config import UsersSettings
+from app.modules.users.events import UserDeleted, UserPasswordChanged, UserRegistered
+from app.modules.users.models import User
+from app.modules.users.policies import Actor
+from app.modules.users.repositories import UserRepository
+from app.modules.users.schemas import UserCreate
+
+log = structlog.get_logger("app.users")
+
+
+class UsersService:
+    def __init__(self, session: AsyncSession, settings: UsersSettings) -> None:
+        self.session = session
+        self.settings = settings
+        self.users = UserRepository()
+
+    @property
+    def hasher(self) -> PasswordHasher:
+        return password_hasher(self.settings.hashing)
+
+    # --- queries ---------------------------------------------------------------------------
+
+    async def get(self, *, user_id: uuid.UUID) -> User:
+        return await self.users.get(self.session, id=user_id)
+
+    async def find(self, *, user_id: uuid.UUID) -> User | None:
+        return await self.users.get_or_none(self.session, id=user_id)
+
+    async def find_by_email(self, *, email: str) -> User | None:
+        return await self.users.get_by_email(self.session, email=email)
+
+    async def list(self, *, actor: Actor, params: ListParams) -> tuple[list[User], int]:
+        if not policies.can_list(actor):
+            raise Forbidden("Only administrators may list users")
+        return await self.users.list(self.session, params)
+
+    async def authenticate(self, *, login: str, password: str) -> User | None:
+        """The live user whose login and password match, else None, in similar time."""
+        user = await self.users.get_by_login(self.session, login=login.strip())
+        if user is None:
+            await self.hasher.burn(password)
+            return None
+        ok, new_hash = await self.hasher.verify(password, user.password_hash)
+        if not ok:
+            return None
+        if new_hash is not None:  # parameters changed since the hash was made: upgrade it
+            user.password_hash = new_hash
+            await self.session.commit()
+        return user
+
+    async def burn_password_time(self, *, password: str) -> None:
+        await self.hasher.burn(password)
+
+    # --- commands --------------------------------------------------------------------------
+
+    def _check_password_policy(self, password: str, *, field: str = "password") -> None:
+        if len(password) < self.settings.password_min_length:
+            message = f"must be at least {self.settings.password_min_length} characters long"
+            raise ValidationFailed(
+                f"{field} {message}",
+                errors=[{"loc": ["body", field], "msg": message, "type": "value_error"}],
+            )
+
+    async def _check_unique(
+        self, *, email: str | None, username: str | None, exclude: uuid.UUID | None = None
+    ) -> None:
+        if email is not None:
+            found = await self.users.get_by_email(self.session, email=email)
+            if found is not None and found.id != exclude:
+                raise Conflict("A user with this email already exists")
+        if username is not None:
+            taken = await self.users.get_by_username(self.session, username=username)
+            if taken is not None and taken.id != exclude:
+                raise Conflict("This username is taken")
+
+    async def _commit_unique(self) -> None:
+        """Commit; a unique violation from a concurrent request becomes a 409."""
+        try:
+            await self.session.commit()
+        except IntegrityError:
+            await self.session.rollback()
+            raise Conflict("A user with this email or username already exists") from None
+
+    async def create(self, data: UserCreate) -> User:
+        self._check_password_policy(data.password)
+        await self._check_unique(email=data.email, username=data.username)
+        user = User(
+            id=uuid.uuid4(),
+            email=data.email,
+            username=data.username,
+            password_hash=await self.hasher.hash(data.password),
+            role=data.role.value,
+            is_active=data.is_active,
+            is_verified=data.is_verified,
+        )
+        self.session.add(user)
+        publish(
+            self.session,
+            UserRegistered(user_id=user.id, email=user.email, username=user.username),
+        )
+        await self._commit_unique()
+        log.info("user_registered", user_id=str(user.id))
+        return user
+
+    async def update(self, *, actor: Actor, user: User, changes: dict[str, Any]) -> User:
+        if not policies.can_update(actor, user):
+            raise Forbidden("You may not change this user")
+        managed = {"role", "is_active", "is_verified"} & changes.keys()
+        if managed and not policies.can_manage(actor):
+            raise Forbidden("Only administrators may change role, activation or verification")
+        await self._check_unique(
+            email=changes.get("email"), username=changes.get("username"), exclude=user.id
+        )
+        if "email" in changes and changes["email"].lower() != user.email.lower():
+            changes.setdefault("is_verified", False)
+        if "role" in changes:
+            changes["role"] = str(changes["role"])
+        for name, value in changes.items():
+            setattr(user, name, value)
+        await self._commit_unique()
+        await self.session.refresh(user)
+        return user
+
+    async def delete(self, *, actor: Actor, user: User) -> None:
+        if not policies.can_delete(actor, user, self.settings):
+            raise Forbidden("You may not delete this user")
+        await self.users.delete(self.session, user)
+        publish(self.session, UserDeleted(user_id=user.id))
+        await self.session.commit()
+        log.info("user_deleted", user_id=str(user.id), by=str(actor.id))
+
+    async def change_password(
+        self,
+        *,
+        user: User,
+        current_password: str,
+        new_password: str,
+        keep_session_id: uuid.UUID | None = None,
+    ) -> None:
+        ok, _ = await self.hasher.verify(current_password, user.password_hash)
+        if not ok:
+            raise Forbidden("The current password is wrong")
+        await self.set_password(user=user, password=new_password, keep_session_id=keep_session_id)
+
+    async def set_password(
+        self, *, user: User, password: str, keep_session_id: uuid.UUID | None = None
+    ) -> None:
+        self._check_password_policy(password, field="new_password")
+        user.password_hash = await self.hasher.hash(password)
+        publish(self.session, UserPasswordChanged(user_id=user.id, keep_session_id=keep_session_id))
+        await self.session.commit()
+        log.info("user_password_changed", user_id=str(user.id))
+
+    async def mark_verified(self, *, user: User) -> None:
+        if not user.is_verified:
+            user.is_verified = True
+            await self.session.commit()

@@ -1,0 +1,119 @@
+"""The users module's policies, gateway and CLI."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+from typer.testing import CliRunner
+
+import app.modules.users.policies as policies
+from app.core.config import get_settings
+from app.core.errors import Conflict, NotFound
+from app.modules.users import UserCreate, UserDTO, UsersGateway
+from app.modules.users.config import UsersSettings, get_users_settings
+from app.modules.users.models import User
+from tests.conftest import Services
+from tests.factories.users import DEFAULT_PASSWORD
+
+
+@dataclass
+class _Actor:
+    id: uuid.UUID
+    role: str
+
+
+def test_policies() -> None:
+    me, other = _Actor(uuid.uuid4(), "user"), _Actor(uuid.uuid4(), "user")
+    admin = _Actor(uuid.uuid4(), "admin")
+    settings = UsersSettings(_env_file=None)
+    assert policies.can_view(me, me)
+    assert not policies.can_view(me, other)
+    assert policies.can_view(admin, other)
+    assert policies.can_update(admin, other)
+    assert not policies.can_update(me, other)
+    assert policies.can_list(admin)
+    assert not policies.can_list(me)
+    assert policies.can_manage(admin)
+    assert not policies.can_manage(me)
+    assert policies.can_delete(me, me, settings)
+    assert not policies.can_delete(me, other, settings)
+    assert policies.can_delete(admin, other, settings)
+    strict = UsersSettings(_env_file=None, self_delete_allowed=False)
+    assert not policies.can_delete(me, me, strict)
+
+
+async def test_gateway_speaks_in_dtos(session: AsyncSession, user: User) -> None:
+    gateway = UsersGateway(session)
+    found = await gateway.get_by_email("ALICE@example.com")
+    assert isinstance(found, UserDTO)
+    assert found.id == user.id
+    assert not hasattr(found, "password_hash")
+    assert await gateway.get_by_id(uuid.uuid4()) is None
+    assert await gateway.authenticate("alice", DEFAULT_PASSWORD) == found
+    assert await gateway.authenticate("alice", "wrong") is None
+    assert await gateway.authenticate("ghost", "wrong") is None
+
+    created = await gateway.create(
+        UserCreate(email="new@example.com", username="newbie", password=DEFAULT_PASSWORD)
+    )
+    assert created.is_verified is False
+    assert (await gateway.mark_verified(created.id)).is_verified is True
+    await gateway.set_password(created.id, "the-new-password")
+    assert await gateway.authenticate("new@example.com", "the-new-password") is not None
+    with pytest.raises(NotFound):
+        await gateway.set_password(uuid.uuid4(), "the-new-password")
+    with pytest.raises(Conflict):
+        await gateway.create(
+            UserCreate(email="NEW@example.com", username="other", password=DEFAULT_PASSWORD)
+        )
+
+
+async def test_a_weaker_stored_hash_is_upgraded_on_sign_in(
+    session: AsyncSession, user: User
+) -> None:
+    stronger = UsersSettings(
+        _env_file=None,
+        password_hash_time_cost=2,
+        password_hash_memory_kib=1024,
+        password_hash_parallelism=1,
+    )
+    old_hash = user.password_hash
+    assert await UsersGateway(session, stronger).authenticate("alice", DEFAULT_PASSWORD)
+    await session.refresh(user)
+    assert user.password_hash != old_hash
+    assert "t=2" in user.password_hash
+
+
+def test_create_superuser_command(
+    services: Services, monkeypatch: pytest.MonkeyPatch, app: object
+) -> None:
+    from app.cli import cli
+
+    monkeypatch.setenv("DATABASE_URL", services.database_url)
+    monkeypatch.setenv("REDIS_URL", services.redis_url)
+    get_settings.cache_clear()
+    get_users_settings.cache_clear()
+    try:
+        from app.modules.users import module
+
+        assert module.cli is not None
+        cli.add_typer(module.cli)
+        runner = CliRunner()
+        args = ["create-superuser", "--email", "boss@example.com", "--username", "boss"]
+        created = runner.invoke(cli, args, env={"SUPERUSER_PASSWORD": DEFAULT_PASSWORD})
+        assert created.exit_code == 0, created.output
+        assert "created administrator boss" in created.output
+        duplicate = runner.invoke(cli, args, env={"SUPERUSER_PASSWORD": DEFAULT_PASSWORD})
+        assert duplicate.exit_code == 1
+        invalid = runner.invoke(
+            cli,
+            ["create-superuser", "--email", "nope", "--username", "b"],
+            env={"SUPERUSER_PASSWORD": DEFAULT_PASSWORD},
+        )
+        assert invalid.exit_code == 2
+    finally:
+        get_settings.cache_clear()
+        get_users_settings.cache_clear()
