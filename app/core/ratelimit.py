@@ -1,47 +1,87 @@
 """Per-client rate limits on Redis: a global default and per-route or programmatic limits.
 
-Why not fastapi-limiter's `RateLimiter` as is: it is one bucket shared by every client and scans
-`app.routes` on each request, and pyrate-limiter's `Limiter` answers only yes/no, while the
-`RateLimit-*` and `Retry-After` headers need the remaining count and the reset time. So each
-(scope, client) pair gets a fixed-window counter, updated atomically by one Lua script
-(one round trip). Limits are written "5/minute", "100/hour", "10/second", "1000/day".
+Counting is pyrate-limiter's (4.5+): a sliding-window log in a Redis sorted set, checked and
+written by its `RedisBucket` Lua script, one atomic `EVALSHA`. fastapi-limiter 0.2's
+`RateLimiter` is not used as is: it shares ONE bucket between every client and scans `app.routes`
+on every request. Nor is pyrate's `Limiter`: it answers only yes/no and serialises every check in
+the process behind one asyncio lock held across the Redis round trip. Instead `ClientBuckets`, a
+pyrate `BucketFactory`, routes each item ("<scope>:<client key>") to its own `RedisBucket`,
+created lazily and kept in a bounded LRU dict (a bucket is a stateless handle; Redis holds the
+state), and the verdict plus retry-after come from the bucket's `Decision`.
+
+The script returns nothing but the verdict, so an admitted request needs one more pipelined read
+for the `RateLimit-*` headers: the in-window count and the oldest entry (whose expiry is when
+capacity frees), plus housekeeping (trim entries that left the window, refresh the key's TTL).
+So: 2 round trips when admitted, 1 when refused (cost 1: remaining is 0 by definition and the wait
+is in the `Decision`). Limits are written "5/minute", "100/hour", "10/second", "1000/day".
 
 The client is the authenticated user (`request.state.user_id`) when there is one, else the peer
-IP; `X-Forwarded-For` is read only when the peer is one of TRUSTED_PROXIES.
+IP; `X-Forwarded-For` is read only when the peer is one of TRUSTED_PROXIES. Routes decorated with
+fastapi-limiter's `skip_limiter` are exempt from the global default.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
 import re
+from collections import OrderedDict
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated, Any
+from inspect import isawaitable
+from typing import Annotated, TypeVar, cast
 
 import structlog
 from fastapi import Depends, Request, Response
+from fastapi_limiter.decorators import skip_limiter
+from pyrate_limiter import (
+    AbstractBucket,
+    AbstractClock,
+    BucketFactory,
+    Decision,
+    Duration,
+    Rate,
+    RateItem,
+    RedisBucket,
+    SlidingWindowLog,
+    WallClock,
+)
+from pyrate_limiter.buckets.redis_bucket import LuaScript
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from app.core.config import Settings
 from app.core.errors import RateLimited
 
+__all__ = [
+    "ClientBuckets",
+    "Limit",
+    "RateLimit",
+    "RateLimitState",
+    "RateLimiter",
+    "RateLimits",
+    "client_ip",
+    "default_rate_limit",
+    "get_rate_limiter",
+    "skip_limiter",
+]
+
 log = structlog.get_logger("app.ratelimit")
+
+_T = TypeVar("_T")
 
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(\d+)?\s*(second|minute|hour|day)s?\s*$")
 
-# INCRBY the window's counter, start its expiry on the first hit; return count and ms left.
-_HIT_SCRIPT = """
-local current = redis.call('INCRBY', KEYS[1], ARGV[1])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  ttl = tonumber(ARGV[2])
-end
-return {current, ttl}
-"""
+# Cached bucket handles per limit; evicting one loses nothing (its state lives in Redis).
+_MAX_BUCKETS = 1024
+# Keys outlive their newest entry by this much, for clock skew between app hosts.
+_EXPIRY_SLACK_MS = 1000
+# Redis caches scripts by SHA1 of their text; `EVALSHA` with it needs no `SCRIPT LOAD` first
+# unless the cache was emptied (a restart, `SCRIPT FLUSH`), which `_put` recovers from.
+_PUT_SCRIPT_SHA = hashlib.sha1(LuaScript.PUT_ITEM.encode(), usedforsecurity=False).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -54,6 +94,10 @@ class Limit:
         if isinstance(value, Limit):
             return value
         return _parse_limit(value)
+
+    @property
+    def rate(self) -> Rate:
+        return Rate(self.count, Duration.SECOND * self.seconds)
 
     def __str__(self) -> str:
         return f"{self.count}/{self.seconds}s"
@@ -73,7 +117,7 @@ class RateLimitState:
     allowed: bool
     limit: int
     remaining: int
-    reset: int  # seconds until the window resets
+    reset: int  # seconds until capacity frees: the oldest counted hit leaves the window
 
     @property
     def headers(self) -> dict[str, str]:
@@ -87,15 +131,104 @@ class RateLimitState:
         return headers
 
 
+def _seconds(wait_ms: int, limit: Limit) -> int:
+    """Whole seconds, rounded up so a client that waits them is not early. pyrate's window
+    includes both ends, so a wait can be the window plus 1 ms; that reads as the window."""
+    return min(math.ceil(wait_ms / 1000), limit.seconds)
+
+
+async def _resolved(value: _T | Awaitable[_T]) -> _T:
+    """pyrate-limiter returns a value or an awaitable of it, depending on the backend."""
+    if isawaitable(value):
+        return cast(_T, await value)
+    return value
+
+
+class ClientBuckets(BucketFactory):
+    """A pyrate-limiter bucket factory for one `Limit`: one `RedisBucket` per item name
+    ("<scope>:<client key>"), at `<prefix>:<window>s:<scope>:<client key>`.
+
+    The window length is part of the key because a sliding log is trimmed to its own window, so
+    two windows must not share one. Buckets are made lazily and cached, least recently used
+    first out. Nothing is registered with pyrate's background `Leaker` (a task that would walk
+    every cached bucket every few seconds): `RateLimiter` trims a key and refreshes its TTL in the
+    same round trip that reads the headers, and idle keys expire on their own.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        limit: Limit,
+        *,
+        prefix: str,
+        clock: AbstractClock,
+        algorithm: SlidingWindowLog,
+        max_buckets: int = _MAX_BUCKETS,
+    ) -> None:
+        self.redis = redis
+        self.limit = limit
+        self.rate = limit.rate
+        self.prefix = prefix
+        self.clock = clock
+        self.algorithm = algorithm
+        self.max_buckets = max_buckets
+        self._buckets: OrderedDict[str, RedisBucket] = OrderedDict()
+
+    def wrap_item(self, name: str, weight: int = 1) -> RateItem | Awaitable[RateItem]:
+        now = self.clock.now()
+        if isawaitable(now):
+            return self._wrap_async(name, weight, now)
+        return RateItem(name, now, weight=weight)
+
+    @staticmethod
+    async def _wrap_async(name: str, weight: int, now: Awaitable[int]) -> RateItem:
+        return RateItem(name, await now, weight=weight)
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}:{self.limit.seconds}s:{name}"
+
+    def get(self, item: RateItem) -> RedisBucket:
+        bucket = self._buckets.get(item.name)
+        if bucket is None:
+            bucket = RedisBucket(
+                [self.rate], self.redis, self.key(item.name), _PUT_SCRIPT_SHA, self.algorithm
+            )
+            self._buckets[item.name] = bucket
+            if len(self._buckets) > self.max_buckets:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(item.name)
+        return bucket
+
+    def get_buckets(self) -> list[AbstractBucket]:
+        return list(self._buckets.values())
+
+
 class RateLimiter:
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(
+        self, redis: Redis, settings: Settings, *, clock: AbstractClock | None = None
+    ) -> None:
         self.redis = redis
         self.prefix = f"{settings.app_name}:ratelimit"
         self.enabled = settings.rate_limit_enabled
         self.fail_open = settings.rate_limit_fail_open
         self.default = Limit.parse(settings.rate_limit_default)
         self.trusted = _networks(settings.trusted_proxies)
-        self._script: Any = redis.register_script(_HIT_SCRIPT)
+        # Wall-clock milliseconds: entries are compared across processes and hosts.
+        self.clock: AbstractClock = clock or WallClock()
+        self.algorithm = SlidingWindowLog()
+        self._factories: dict[Limit, ClientBuckets] = {}
+
+    def buckets(self, limit: str | Limit) -> ClientBuckets:
+        """The bucket factory for `limit` (limits come from code and settings: a handful)."""
+        parsed = Limit.parse(limit)
+        factory = self._factories.get(parsed)
+        if factory is None:
+            factory = ClientBuckets(
+                self.redis, parsed, prefix=self.prefix, clock=self.clock, algorithm=self.algorithm
+            )
+            self._factories[parsed] = factory
+        return factory
 
     async def hit(
         self, *, key: str, limit: str | Limit, cost: int = 1, scope: str = "custom"
@@ -113,9 +246,17 @@ class RateLimiter:
         parsed = Limit.parse(limit)
         if not self.enabled:
             return RateLimitState(True, parsed.count, parsed.count, parsed.seconds)
-        redis_key = f"{self.prefix}:{scope}:{key}"
+        factory = self.buckets(parsed)
         try:
-            count, ttl_ms = await self._script(keys=[redis_key], args=[cost, parsed.seconds * 1000])
+            item = await _resolved(factory.wrap_item(f"{scope}:{key}", cost))
+            bucket = factory.get(item)
+            decision = await self._put(bucket, item)
+            if not decision.allowed and cost == 1 and decision.retry_after_ms is not None:
+                # Refused: the window holds at least `limit` hits, so none remain, and the
+                # script already found the hit whose expiry makes room.
+                reset = _seconds(decision.retry_after_ms, parsed)
+                return RateLimitState(False, parsed.count, 0, reset)
+            count, reset_ms = await self._window(factory, bucket, item)
         except (RedisError, OSError) as error:
             log.warning(
                 "ratelimit_unavailable",
@@ -124,9 +265,43 @@ class RateLimiter:
                 error=type(error).__name__,
             )
             return RateLimitState(self.fail_open, parsed.count, 0, 1)
-        remaining = max(parsed.count - int(count), 0)
-        reset = math.ceil(int(ttl_ms) / 1000)
-        return RateLimitState(int(count) <= parsed.count, parsed.count, remaining, reset)
+        remaining = max(parsed.count - count, 0)
+        if not decision.allowed:
+            # `None`: `cost` exceeds the limit and can never fit; say the whole window.
+            wait_ms = decision.retry_after_ms
+            reset_ms = wait_ms if wait_ms is not None else factory.rate.interval
+        return RateLimitState(decision.allowed, parsed.count, remaining, _seconds(reset_ms, parsed))
+
+    async def _put(self, bucket: RedisBucket, item: RateItem) -> Decision:
+        """pyrate's atomic check-and-insert: one `EVALSHA` (plus a `SCRIPT LOAD` and a retry
+        the first time after Redis lost its script cache; a refused script wrote nothing)."""
+        try:
+            return await _resolved(bucket.put_decision(item))
+        except NoScriptError:
+            await self.redis.script_load(LuaScript.PUT_ITEM)
+            return await _resolved(bucket.put_decision(item))
+
+    async def _window(
+        self, factory: ClientBuckets, bucket: RedisBucket, item: RateItem
+    ) -> tuple[int, int]:
+        """One pipelined round trip after the put: trim entries older than the window (pyrate's
+        `leak`, bounded so nothing the script still counts goes), refresh the key's TTL, and
+        read the in-window count and the oldest entry, with the script's own window bounds.
+
+        Returns the count and the milliseconds until the oldest entry leaves the window.
+        """
+        rate, now = factory.rate, item.timestamp
+        start = self.algorithm.window_start(rate, now)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(bucket.bucket_key, "-inf", f"({start}")
+            pipe.pexpire(bucket.bucket_key, rate.interval + _EXPIRY_SLACK_MS)
+            pipe.zcount(bucket.bucket_key, start, now)
+            pipe.zrangebyscore(bucket.bucket_key, start, now, start=0, num=1, withscores=True)
+            _, _, count, oldest = await pipe.execute()
+        if not oldest:
+            return int(count), 0
+        oldest_ms = int(oldest[0][1])
+        return int(count), self.algorithm.retry_after(rate, now, oldest_ms)
 
     def client_key(self, request: Request) -> str:
         user_id = getattr(request.state, "user_id", None)
@@ -205,7 +380,13 @@ def _route_scope(request: Request) -> str:
 
 
 async def default_rate_limit(request: Request, response: Response) -> None:
-    """The global RATE_LIMIT_DEFAULT, one bucket per client across the whole API."""
+    """The global RATE_LIMIT_DEFAULT, one bucket per client across the whole API.
+
+    Endpoints decorated with fastapi-limiter's `@skip_limiter` are exempt; the matched route is
+    read from the request scope, not searched for in `app.routes`."""
+    endpoint = getattr(request.scope.get("route"), "endpoint", None)
+    if getattr(endpoint, "_skip_limiter", False):
+        return
     limiter = get_rate_limiter(request)
     state = await limiter.hit(
         key=limiter.client_key(request), limit=limiter.default, scope="default"

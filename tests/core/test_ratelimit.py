@@ -1,15 +1,25 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import Depends, FastAPI, Request
 from httpx import ASGITransport, AsyncClient
+from pyrate_limiter import AbstractClock, RedisBucket
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
+from app.core.config import Settings
 from app.core.errors import RateLimited
-from app.core.ratelimit import Limit, RateLimit, RateLimiter
+from app.core.ratelimit import (
+    Limit,
+    RateLimit,
+    RateLimiter,
+    default_rate_limit,
+    skip_limiter,
+)
 from app.main import create_app
 from tests.conftest import Services, make_settings
 
@@ -93,3 +103,145 @@ def test_limit_parsing() -> None:
     assert Limit.parse("100 / 2 hours") == Limit(100, 7200)
     with pytest.raises(ValueError, match="invalid rate limit"):
         Limit.parse("lots")
+
+
+class _Clock(AbstractClock):
+    """Wall-clock milliseconds that move only when told to."""
+
+    def __init__(self, ms: int = 1_700_000_000_000) -> None:
+        self.ms = ms
+
+    def now(self) -> int:
+        return self.ms
+
+    def advance(self, seconds: float) -> None:
+        self.ms += int(seconds * 1000)
+
+
+@pytest.fixture
+def clock() -> _Clock:
+    return _Clock()
+
+
+@pytest.fixture
+def limiter(app: FastAPI, settings: Settings, clock: _Clock) -> RateLimiter:
+    return RateLimiter(app.state.redis, settings, clock=clock)
+
+
+async def test_each_client_key_and_scope_gets_its_own_redis_bucket(
+    limiter: RateLimiter, redis: Redis
+) -> None:
+    for key in ("user:1", "ip:1.1.1.1"):
+        await limiter.hit(key=key, limit="1/minute", scope="s")
+        with pytest.raises(RateLimited):
+            await limiter.hit(key=key, limit="1/minute", scope="s")
+    await limiter.hit(key="user:1", limit="1/minute", scope="other")
+    found = await redis.keys(f"{limiter.prefix}:*")
+    keys = sorted(key if isinstance(key, str) else key.decode() for key in found)
+    assert keys == [
+        f"{limiter.prefix}:60s:other:user:1",
+        f"{limiter.prefix}:60s:s:ip:1.1.1.1",
+        f"{limiter.prefix}:60s:s:user:1",
+    ]
+    assert 0 < await redis.pttl(keys[0]) <= 61_000  # idle buckets expire on their own
+
+
+async def test_sliding_window_headers_and_freed_capacity(
+    limiter: RateLimiter, clock: _Clock
+) -> None:
+    first = await limiter.hit(key="k", limit="2/minute")
+    assert (first.remaining, first.reset) == (1, 60)  # 60.001 s: pyrate's bound is inclusive
+    clock.advance(40)
+    second = await limiter.hit(key="k", limit="2/minute")
+    assert (second.remaining, second.reset) == (0, 21)  # the first hit leaves in 20.001 s
+    clock.advance(10)
+    refused = await limiter.peek_hit(key="k", limit="2/minute")
+    assert not refused.allowed
+    assert refused.headers["Retry-After"] == refused.headers["RateLimit-Reset"] == "11"
+    clock.advance(10.001)  # the first hit has left the window, the second has not
+    freed = await limiter.hit(key="k", limit="2/minute")
+    assert (freed.remaining, freed.reset) == (0, 40)  # the second hit leaves in 39.999 s
+    assert not (await limiter.peek_hit(key="k", limit="2/minute")).allowed
+
+
+async def test_cost_counts_units_and_remaining_stays_honest_when_refused(
+    limiter: RateLimiter,
+) -> None:
+    assert (await limiter.hit(key="k", limit="5/minute", cost=3)).remaining == 2
+    refused = await limiter.peek_hit(key="k", limit="5/minute", cost=3)
+    assert (refused.allowed, refused.remaining, refused.reset) == (False, 2, 60)
+    never = await limiter.peek_hit(key="k", limit="5/minute", cost=6)
+    assert (never.allowed, never.remaining, never.reset) == (False, 2, 60)
+
+
+async def test_round_trips_per_check(
+    limiter: RateLimiter, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    execute_command: Callable[..., Awaitable[Any]] = redis.execute_command
+    make_pipeline = redis.pipeline
+
+    async def command(*args: Any, **options: Any) -> Any:
+        calls.append(str(args[0]))
+        return await execute_command(*args, **options)
+
+    def pipeline(transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        calls.append("PIPELINE")  # each one is sent once, as one round trip
+        return make_pipeline(transaction, shard_hint)
+
+    monkeypatch.setattr(redis, "execute_command", command)
+    monkeypatch.setattr(redis, "pipeline", pipeline)
+    await limiter.hit(key="k", limit="1/minute")
+    assert calls == ["EVALSHA", "PIPELINE"]
+    calls.clear()
+    assert not (await limiter.peek_hit(key="k", limit="1/minute")).allowed
+    assert calls == ["EVALSHA"]
+
+
+async def test_recovers_when_redis_forgets_the_script(limiter: RateLimiter, redis: Redis) -> None:
+    await redis.script_flush()
+    assert (await limiter.hit(key="k", limit="2/minute")).remaining == 1
+    assert (await limiter.hit(key="k", limit="2/minute")).remaining == 0
+
+
+async def test_bucket_cache_is_bounded(limiter: RateLimiter) -> None:
+    buckets = limiter.buckets("3/minute")
+    buckets.max_buckets = 2
+    for key in ("a", "b", "c"):
+        await limiter.hit(key=key, limit="3/minute")
+    cached = [bucket for bucket in buckets.get_buckets() if isinstance(bucket, RedisBucket)]
+    assert [bucket.bucket_key for bucket in cached] == [
+        buckets.key("custom:b"),
+        buckets.key("custom:c"),
+    ]
+    assert (await limiter.hit(key="a", limit="3/minute")).remaining == 1  # state is in Redis
+
+
+async def test_disabled_never_limits_nor_touches_redis(app: FastAPI, settings: Settings) -> None:
+    disabled = settings.model_copy(update={"rate_limit_enabled": False})
+    limiter = RateLimiter(app.state.redis, disabled)
+    for _ in range(3):
+        assert (await limiter.hit(key="k", limit="1/minute")).allowed
+    assert await app.state.redis.keys(f"{limiter.prefix}:*") == []
+
+
+async def test_skip_limiter_exempts_a_route_from_the_default(services: Services) -> None:
+    app = create_app(make_settings(services, rate_limit_default="1/minute"))
+
+    @app.get("/counted", dependencies=[Depends(default_rate_limit)])
+    async def counted() -> None:
+        return None
+
+    @app.get("/free", dependencies=[Depends(default_rate_limit)])
+    @skip_limiter
+    async def free() -> None:
+        return None
+
+    async with LifespanManager(app), _client(app, "1.1.1.1") as http:
+        try:
+            assert [(await http.get("/counted")).status_code for _ in range(2)] == [200, 429]
+            responses = [await http.get("/free") for _ in range(2)]
+            assert [response.status_code for response in responses] == [200, 200]
+            assert "RateLimit-Limit" not in responses[0].headers
+        finally:
+            await app.state.redis.flushdb()
