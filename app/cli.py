@@ -204,6 +204,54 @@ def routes() -> None:
             typer.echo(f"{method.upper():<7} {path:<45} {operation.get('summary', '')}")
 
 
+@cli.command("new-module")
+def new_module(
+    name: Annotated[str, typer.Argument(help="module name, lower_snake_case plural: orders")],
+    fields: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="name:type[?^!] with type str text int float decimal bool date datetime uuid "
+            "json ref:<module> choices[a*,b]; ? optional, ^ unique, ! indexed",
+            show_default=False,
+        ),
+    ] = None,
+    crud: Annotated[bool, typer.Option("--crud/--no-crud", help="write CRUD endpoints")] = True,
+    owned: Annotated[bool, typer.Option(help="records belong to their creator")] = False,
+    soft_delete: Annotated[bool, typer.Option(help="delete marks rows, keeps them")] = False,
+    entity: Annotated[str | None, typer.Option(help="model class name (default: singular)")] = None,
+    dry_run: Annotated[bool, typer.Option(help="print the files, write nothing")] = False,
+) -> None:
+    """Create a feature module: code, tests, factory and migration. Edits no existing file."""
+    from app.scaffold import SpecError, parse_fields, plan_module, write_files
+    from app.scaffold.generator import Options, format_files
+
+    try:
+        specs = parse_fields(list(fields or []))
+        plan = plan_module(
+            PROJECT_ROOT,
+            name,
+            specs,
+            Options(crud=crud, owned=owned, soft_delete=soft_delete, entity=entity),
+        )
+        if dry_run:
+            for item in plan.files:
+                typer.secho(f"--- {item.path}", bold=True)
+                typer.echo(item.content)
+            typer.echo(f"(dry run: {len(plan.files)} files, nothing written)")
+            return
+        written = write_files(PROJECT_ROOT, plan)
+    except SpecError as error:
+        _fail(str(error))
+        return
+    format_files(PROJECT_ROOT, written)
+    for path in written:
+        typer.echo(f"created {path}")
+    typer.echo(
+        f"\nNext: `make migrate` to create the table, `make test` to run its tests; "
+        f"the API is at /api/v1/{name}."
+    )
+
+
 def _mount_module_commands() -> None:
     from app.core.modules import discover_modules
 

@@ -10,6 +10,7 @@ import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
@@ -20,6 +21,17 @@ from starlette.responses import Response
 from app.core.request_context import current_request_id
 
 PROBLEM_JSON = "application/problem+json"
+PROBLEM_DESCRIPTIONS = {
+    400: "Bad request",
+    401: "Missing, invalid or expired credentials",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Conflict with an existing resource",
+    413: "Request body too large",
+    422: "Invalid input",
+    429: "Too many requests",
+    503: "A backing service is unavailable",
+}
 log = structlog.get_logger("app.errors")
 
 
@@ -85,6 +97,30 @@ class RateLimited(AppError):
 class ServiceUnavailable(AppError):
     status_code = 503
     title = "Service Unavailable"
+
+
+class ProblemDetail(BaseModel):
+    """An RFC 9457 problem, as every error response is shaped (application/problem+json)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` documenting the given error statuses as problem+json."""
+    return {
+        code: {
+            "model": ProblemDetail,
+            "description": PROBLEM_DESCRIPTIONS.get(code, "Error"),
+            "content": {PROBLEM_JSON: {}},
+        }
+        for code in codes
+    }
 
 
 def problem_response(
@@ -184,10 +220,21 @@ async def _dependency_down(request: Request, exc: Exception) -> Response:
     )
 
 
+FOREIGN_KEY_VIOLATION = "23503"
+
+
 async def _integrity_error(request: Request, exc: Exception) -> Response:
     # A constraint the service did not check first (a race, a missing pre-check): the client's
     # data conflicts with what is stored. The transaction is rolled back with the session.
-    log.info("integrity_error", path=request.url.path, error=type(exc.__cause__).__name__)
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    log.info("integrity_error", path=request.url.path, sqlstate=sqlstate)
+    if sqlstate == FOREIGN_KEY_VIOLATION:
+        return problem_response(
+            422,
+            title="Validation Failed",
+            detail="The request references a record that does not exist.",
+            instance=request.url.path,
+        )
     return problem_response(
         409, detail="The request conflicts with existing data.", instance=request.url.path
     )
