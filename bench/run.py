@@ -1,0 +1,439 @@
+"""Load benchmark: the template against a raw Starlette + psycopg baseline, in one run.
+
+    python -m bench.run                 # 10 s per scenario, 64 connections (make bench)
+    python -m bench.run --smoke         # 1 s per scenario, proves the harness works (CI)
+
+Both servers run with uvicorn, one worker, uvloop and httptools, against the same PostgreSQL and
+Redis (DATABASE_URL / REDIS_URL, or embedded ones under .data/bench). Rate limiting is disabled
+for the run so the limiter does not answer 429 to the load generator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+REPORT_LUA = (ROOT / "bench" / "report.lua").read_text()
+BIN = Path(sys.executable).parent
+ADMIN_EMAIL = "bench-admin@example.com"
+ADMIN_PASSWORD = "bench-password-" + "x" * 12
+
+
+@dataclass
+class Result:
+    scenario: str
+    target: str
+    connections: int
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+    load_generator: str
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _services() -> dict[str, str]:
+    from app.core.embedded import ensure_services
+
+    ensure_services(ROOT / ".data" / "bench", database="bench")
+    return {"DATABASE_URL": os.environ["DATABASE_URL"], "REDIS_URL": os.environ["REDIS_URL"]}
+
+
+def _server_env(services: dict[str, str], pool_size: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        **services,
+        "APP_ENV": "production",
+        "SECRET_KEY": secrets.token_hex(32),
+        "LOG_LEVEL": "INFO",
+        "RATE_LIMIT_ENABLED": "false",
+        "DB_POOL_SIZE": str(pool_size),
+        "DB_MAX_OVERFLOW": "0",
+        "SMTP_HOST": "127.0.0.1",
+    }
+
+
+def _start(
+    command: list[str], env: dict[str, str], port: int, log: Path
+) -> tuple[subprocess.Popen[bytes], float]:
+    """Start a server; return it and its cold start (spawn to first 200 on /health/live)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT
+    )
+    deadline = started + 30
+    while time.perf_counter() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{command[0]} exited early; see {log}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=0.5).status_code == 200:
+                return process, time.perf_counter() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.01)
+    process.kill()
+    raise RuntimeError(f"{command[0]} did not answer within 30 s; see {log}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def _prepare_user(env: dict[str, str], base: str) -> tuple[str, str]:
+    """Create a verified admin through the CLI, log in through the API: (token, user id)."""
+    subprocess.run(
+        [
+            str(BIN / "app"),
+            "create-superuser",
+            "--email",
+            ADMIN_EMAIL,
+            "--username",
+            "benchadmin",
+            "--password",
+            ADMIN_PASSWORD,
+        ],
+        env=env,
+        check=False,
+        capture_output=True,
+        cwd=ROOT,
+    )
+    login = httpx.post(
+        f"{base}/api/v1/auth/login",
+        data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD},
+        timeout=30,
+    )
+    login.raise_for_status()
+    token = login.json()["access_token"]
+    me = httpx.get(f"{base}/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+    me.raise_for_status()
+    return token, me.json()["id"]
+
+
+def _wrk(url: str, *, duration: float, connections: int, setup_lua: str) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(setup_lua + "\n" + REPORT_LUA)
+    try:
+        output = subprocess.run(
+            [  # noqa: S607 - wrk from the system's packages, found on PATH
+                "wrk",
+                "-t2",
+                f"-c{connections}",
+                f"-d{max(1, round(duration))}s",
+                "--latency",
+                "--timeout",
+                "5s",
+                "-s",
+                script.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=duration + 60,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    line = next(line for line in output.splitlines() if line.startswith("JSON"))
+    data: dict[str, Any] = json.loads(line[4:])
+    data["generator"] = "wrk"
+    return data
+
+
+async def _python_load(
+    url: str,
+    *,
+    duration: float,
+    connections: int,
+    method: str,
+    headers: dict[str, str],
+    body: str | None,
+) -> dict[str, Any]:
+    """Fallback when wrk is not installed: bounded asyncio load with httpx (less precise)."""
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(limits=limits, timeout=5) as client:
+        deadline = time.perf_counter() + duration
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                try:
+                    response = await client.request(method, url, headers=headers, content=body)
+                    if response.status_code >= 400:
+                        errors += 1
+                except httpx.HTTPError:
+                    errors += 1
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+
+    def pct(q: float) -> int:
+        return (
+            int(latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1e6)
+            if latencies
+            else 0
+        )
+
+    return {
+        "requests": len(latencies),
+        "duration_us": int(elapsed * 1e6),
+        "p50_us": pct(0.5),
+        "p99_us": pct(0.99),
+        "errors": errors,
+        "generator": "python",
+    }
+
+
+def _load(
+    url: str,
+    *,
+    duration: float,
+    connections: int,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    body: str | None = None,
+) -> dict[str, Any]:
+    headers = headers or {}
+    if shutil.which("wrk"):
+        lua = [f'wrk.method = "{method}"']
+        lua += [f'wrk.headers["{name}"] = "{value}"' for name, value in headers.items()]
+        if body is not None:
+            lua.append(f"wrk.body = {json.dumps(body)}")
+        return _wrk(url, duration=duration, connections=connections, setup_lua="\n".join(lua))
+    return asyncio.run(
+        _python_load(
+            url,
+            duration=duration,
+            connections=connections,
+            method=method,
+            headers=headers,
+            body=body,
+        )
+    )
+
+
+def _result(scenario: str, target: str, connections: int, data: dict[str, Any]) -> Result:
+    seconds = data["duration_us"] / 1e6 or 1
+    return Result(
+        scenario=scenario,
+        target=target,
+        connections=connections,
+        requests_per_s=round(data["requests"] / seconds, 1),
+        p50_ms=round(data["p50_us"] / 1000, 2),
+        p99_ms=round(data["p99_us"] / 1000, 2),
+        errors=int(data["errors"]),
+        requests=int(data["requests"]),
+        load_generator=data["generator"],
+    )
+
+
+def run(duration: float, connections: int, warmup: float) -> dict[str, Any]:
+    services = _services()
+    env = _server_env(services, pool_size=max(10, min(connections // 4, 30)))
+    subprocess.run(
+        [str(BIN / "app"), "migrate", "upgrade", "head"],
+        env=env,
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
+    logs = Path(tempfile.mkdtemp(prefix="bench-"))
+    app_port, base_port = _free_port(), _free_port()
+    app_cmd = [
+        str(BIN / "app"),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(app_port),
+        "--workers",
+        "1",
+    ]
+    base_cmd = [
+        str(BIN / "uvicorn"),
+        "bench.baseline:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(base_port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    app_proc, app_cold = _start(app_cmd, env, app_port, logs / "app.log")
+    base_proc, base_cold = _start(base_cmd, env, base_port, logs / "baseline.log")
+    results: list[Result] = []
+    try:
+        app_url, base_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{base_port}"
+        token, user_id = _prepare_user(env, app_url)
+        auth = {"Authorization": f"Bearer {token}"}
+        scenarios: list[tuple[str, str, dict[str, str], str, str | None, bool, int]] = [
+            ("GET /health/live", "/health/live", {}, "GET", None, True, connections),
+            (
+                "GET /api/v1/users/{id}",
+                f"/api/v1/users/{user_id}",
+                auth,
+                "GET",
+                None,
+                True,
+                connections,
+            ),
+            (
+                "POST /api/v1/auth/login",
+                "/api/v1/auth/login",
+                {"Content-Type": "application/x-www-form-urlencoded"},
+                "POST",
+                f"username={ADMIN_EMAIL}&password={ADMIN_PASSWORD}",
+                False,
+                min(connections, 16),
+            ),
+        ]
+        for name, path, headers, method, body, compare, conns in scenarios:
+            targets = (
+                [("template", app_url), ("baseline", base_url)]
+                if compare
+                else [("template", app_url)]
+            )
+            for target, url in targets:
+                if warmup:
+                    _load(
+                        url + path,
+                        duration=warmup,
+                        connections=conns,
+                        method=method,
+                        headers=headers,
+                        body=body,
+                    )
+                data = _load(
+                    url + path,
+                    duration=duration,
+                    connections=conns,
+                    method=method,
+                    headers=headers,
+                    body=body,
+                )
+                results.append(_result(name, target, conns, data))
+        rss_mb = psutil.Process(app_proc.pid).memory_info().rss / 2**20
+        base_rss_mb = psutil.Process(base_proc.pid).memory_info().rss / 2**20
+    finally:
+        _stop(app_proc)
+        _stop(base_proc)
+    return {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "duration_s": duration,
+        "connections": connections,
+        "cpu_count": os.cpu_count(),
+        "rate_limiting": "disabled for the run (RATE_LIMIT_ENABLED=false)",
+        "cold_start_s": {"template": round(app_cold, 3), "baseline": round(base_cold, 3)},
+        "rss_after_load_mb": {"template": round(rss_mb, 1), "baseline": round(base_rss_mb, 1)},
+        "results": [asdict(result) for result in results],
+        "ratios": _ratios(results),
+    }
+
+
+def _ratios(results: list[Result]) -> dict[str, dict[str, float]]:
+    ratios: dict[str, dict[str, float]] = {}
+    by_key = {(r.scenario, r.target): r for r in results}
+    for (scenario, target), result in by_key.items():
+        baseline = by_key.get((scenario, "baseline"))
+        if target == "template" and baseline and baseline.requests_per_s:
+            ratios[scenario] = {
+                "throughput": round(result.requests_per_s / baseline.requests_per_s, 2),
+                "p99": round(result.p99_ms / baseline.p99_ms, 2) if baseline.p99_ms else 0.0,
+            }
+    return ratios
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = [
+        "| scenario | target | conns | req/s | p50 ms | p99 ms | errors | vs baseline |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["results"]:
+        ratio = None
+        if row["target"] == "template":
+            ratio = report["ratios"].get(row["scenario"], {}).get("throughput")
+        vs_baseline = f"{ratio:.2f}x" if ratio else ""
+        lines.append(
+            f"| {row['scenario']} | {row['target']} | {row['connections']} "
+            f"| {row['requests_per_s']:.0f} | {row['p50_ms']} | {row['p99_ms']} "
+            f"| {row['errors']} | {vs_baseline} |"
+        )
+    lines.append("")
+    lines.append(
+        f"Cold start: template {report['cold_start_s']['template']} s, baseline "
+        f"{report['cold_start_s']['baseline']} s. RSS after load: template "
+        f"{report['rss_after_load_mb']['template']} MB. {report['rate_limiting']}."
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="seconds per scenario and target"
+    )
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds of unrecorded load first"
+    )
+    parser.add_argument("--smoke", action="store_true", help="1 s, 8 connections, no warm-up (CI)")
+    parser.add_argument("--output", type=Path, default=None, help="where to save the JSON report")
+    args = parser.parse_args()
+    if args.smoke:
+        args.duration, args.connections, args.warmup = 1.0, 8, 0.0
+    report = run(args.duration, args.connections, args.warmup)
+    output = (
+        args.output
+        or RESULTS / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}.json"
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print(render(report))
+    print(f"\nSaved {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}")
+
+
+if __name__ == "__main__":
+    main()
