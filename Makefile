@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 UV := $(shell command -v uv 2>/dev/null || echo $(BIN)/uv)
 STAMP := $(VENV)/.synced
 
-.PHONY: help install lock dev serve test lint fmt typecheck contracts migrate revision clean bench fuzz
+.PHONY: help install lock dev test lint fmt typecheck contracts migrate revision clean bench fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ $(UV): | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
 
 $(STAMP): requirements/dev.txt pyproject.toml | $(UV)
-	$(UV) pip sync --quiet --python $(BIN)/python requirements/dev.txt
+	$(UV) pip sync --quiet --compile-bytecode --python $(BIN)/python requirements/dev.txt
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $@
 
@@ -57,6 +57,13 @@ migrate: install ## apply migrations (alembic upgrade head)
 
 revision: install ## new migration from the models: make revision m="add orders"
 	$(BIN)/app migrate revision --autogenerate -m "$(m)"
+
+fuzz: install ## schemathesis on every API operation, longer than in make test (FUZZ_EXAMPLES=500)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} $(BIN)/pytest tests/reliability/test_fuzz.py
+
+bench: install ## load benchmark against the raw baseline: make bench ARGS="--duration 10 --connections 64"
+	@command -v wrk >/dev/null || echo "wrk is not installed (Debian/Ubuntu: sudo apt-get install wrk; macOS: brew install wrk); using the slower Python load generator instead."
+	$(BIN)/python -m bench.run $(ARGS)
 
 clean: ## remove caches (keeps .venv and .data)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache .coverage htmlcov

@@ -33,18 +33,12 @@ def _settings_or_exit() -> None:
 
 def _with_embedded_services() -> None:
     """Development convenience: start PostgreSQL/Redis under .data/ when no URL is set."""
-    settings = get_settings()
-    if settings.database_url and settings.redis_url:
-        return
-    if settings.is_production:
-        _fail("DATABASE_URL and REDIS_URL must be set in production")
-    from app.core.embedded import ensure_services
+    from app.core.embedded import ensure_development_services
 
     # uvicorn re-raises SIGTERM after its own shutdown; exiting normally instead lets the
     # embedded servers' exit hooks stop them cleanly.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    ensure_services(Path(settings.data_dir))
-    get_settings.cache_clear()
+    ensure_development_services()
 
 
 @cli.command()

@@ -12,11 +12,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.core.cache import CacheService, set_default_cache
 from app.core.config import Settings, get_settings
 from app.core.db import Database
-from app.core.errors import install_error_handlers
+from app.core.errors import install_error_handlers, install_problem_docs, problems
 from app.core.events import add_events_middleware
 from app.core.events import drain as drain_events
+from app.core.health import LivenessProbeMiddleware
 from app.core.health import router as health_router
-from app.core.http import BodySizeLimitMiddleware, SecurityHeadersMiddleware
+from app.core.http import BodySizeLimitMiddleware, SecurityHeadersMiddleware, security_headers
 from app.core.logging import RequestContextMiddleware, configure_logging
 from app.core.mail import MailService, MailTemplates
 from app.core.modules import DEFAULT_PACKAGES, ModuleSpec, discover_modules
@@ -63,7 +64,10 @@ def _lifespan(settings: Settings, module_packages: Iterable[str]) -> object:
 
 
 def _api_router(modules: Iterable[ModuleSpec]) -> APIRouter:
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(default_rate_limit)])
+    # Every API route is rate limited and may find a backing service down: 429 and 503.
+    api = APIRouter(
+        prefix=API_PREFIX, dependencies=[Depends(default_rate_limit)], responses=problems(429, 503)
+    )
     for spec in modules:
         if spec.router is not None:
             api.include_router(
@@ -93,6 +97,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(_api_router(modules))
+    install_problem_docs(app)
 
     if settings.cors_origins:
         app.add_middleware(
@@ -108,6 +113,10 @@ def create_app(
     add_events_middleware(app)
     # Every response, a 500 included, carries the request id and is logged...
     app.add_middleware(RequestContextMiddleware)
-    # ...and the security headers (outermost, so nothing escapes them).
+    # ...and the security headers (so nothing escapes them).
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.is_production)
+    # Outermost: liveness probes are answered before everything else.
+    app.add_middleware(
+        LivenessProbeMiddleware, headers=security_headers(hsts=settings.is_production)
+    )
     return app

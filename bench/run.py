@@ -66,6 +66,17 @@ def _services() -> dict[str, str]:
     return {"DATABASE_URL": os.environ["DATABASE_URL"], "REDIS_URL": os.environ["REDIS_URL"]}
 
 
+def _migrate(database_url: str) -> None:
+    """What `app migrate upgrade head` does, in this process (saves a CLI start)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config.attributes["database_url"] = "postgresql+psycopg://" + database_url.partition("://")[2]
+    command.upgrade(config, "head")
+
+
 def _server_env(services: dict[str, str], pool_size: int) -> dict[str, str]:
     return {
         **os.environ,
@@ -147,7 +158,7 @@ def _wrk(url: str, *, duration: float, connections: int, setup_lua: str) -> dict
         output = subprocess.run(
             [  # noqa: S607 - wrk from the system's packages, found on PATH
                 "wrk",
-                "-t2",
+                f"-t{min(2, connections)}",
                 f"-c{connections}",
                 f"-d{max(1, round(duration))}s",
                 "--latency",
@@ -263,16 +274,15 @@ def _result(scenario: str, target: str, connections: int, data: dict[str, Any]) 
     )
 
 
-def run(duration: float, connections: int, warmup: float) -> dict[str, Any]:
+SCENARIOS = ("live", "users", "login")
+
+
+def run(
+    duration: float, connections: int, warmup: float, scenarios: tuple[str, ...] = SCENARIOS
+) -> dict[str, Any]:
     services = _services()
     env = _server_env(services, pool_size=max(10, min(connections // 4, 30)))
-    subprocess.run(
-        [str(BIN / "app"), "migrate", "upgrade", "head"],
-        env=env,
-        check=True,
-        capture_output=True,
-        cwd=ROOT,
-    )
+    _migrate(services["DATABASE_URL"])
     logs = Path(tempfile.mkdtemp(prefix="bench-"))
     app_port, base_port = _free_port(), _free_port()
     app_cmd = [
@@ -307,7 +317,7 @@ def run(duration: float, connections: int, warmup: float) -> dict[str, Any]:
         app_url, base_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{base_port}"
         token, user_id = _prepare_user(env, app_url)
         auth = {"Authorization": f"Bearer {token}"}
-        scenarios: list[tuple[str, str, dict[str, str], str, str | None, bool, int]] = [
+        table: list[tuple[str, str, dict[str, str], str, str | None, bool, int]] = [
             ("GET /health/live", "/health/live", {}, "GET", None, True, connections),
             (
                 "GET /api/v1/users/{id}",
@@ -328,7 +338,8 @@ def run(duration: float, connections: int, warmup: float) -> dict[str, Any]:
                 min(connections, 16),
             ),
         ]
-        for name, path, headers, method, body, compare, conns in scenarios:
+        chosen = [row for key, row in zip(SCENARIOS, table, strict=True) if key in scenarios]
+        for name, path, headers, method, body, compare, conns in chosen:
             targets = (
                 [("template", app_url), ("baseline", base_url)]
                 if compare
@@ -421,10 +432,19 @@ def main() -> None:
     )
     parser.add_argument("--smoke", action="store_true", help="1 s, 8 connections, no warm-up (CI)")
     parser.add_argument("--output", type=Path, default=None, help="where to save the JSON report")
+    parser.add_argument(
+        "--scenarios", default=",".join(SCENARIOS), help=f"comma-separated: {','.join(SCENARIOS)}"
+    )
     args = parser.parse_args()
     if args.smoke:
         args.duration, args.connections, args.warmup = 1.0, 8, 0.0
-    report = run(args.duration, args.connections, args.warmup)
+        if args.scenarios == ",".join(SCENARIOS):
+            args.scenarios = "users"
+    scenarios = tuple(name.strip() for name in args.scenarios.split(",") if name.strip())
+    unknown = set(scenarios) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    report = run(args.duration, args.connections, args.warmup, scenarios)
     output = (
         args.output
         or RESULTS / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}.json"

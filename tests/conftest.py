@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -15,9 +16,10 @@ import psycopg
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 from redis.asyncio import Redis
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Environment, Settings
@@ -26,7 +28,7 @@ from app.core.embedded import EmbeddedRedis, start_postgres
 from app.core.mail.catcher import CatchingHandler, MailCatcher, message_links
 from app.core.queue import broker
 from app.main import create_app
-from tests.support import PROJECT_ROOT, alembic_config, psycopg_url
+from tests.support import PROJECT_ROOT, alembic_config, http_client, psycopg_url
 
 TEST_DATABASE = "app_test"
 _CATCHERS: dict[int, CatchingHandler] = {}
@@ -46,16 +48,26 @@ def _reset_schema(database_url: str) -> None:
         conn.execute("CREATE SCHEMA public")
 
 
+def _drop_database(database_url: str) -> None:
+    url = make_url(database_url)
+    with psycopg.connect(psycopg_url(database_url.replace(f"/{url.database}", "/postgres", 1)),
+                         autocommit=True) as conn:  # fmt: skip
+        conn.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def services() -> Iterator[Services]:
+    """TEST_DATABASE_URL / TEST_REDIS_URL when set; otherwise the embedded servers, with a
+    database and a Redis of this run's own, so two runs at once never share state."""
     data_dir = PROJECT_ROOT / ".data" / "test"
     embedded_redis: EmbeddedRedis | None = None
+    run_database = f"{TEST_DATABASE}_{os.getpid()}"
     database_url = os.environ.get("TEST_DATABASE_URL") or start_postgres(
-        data_dir / "postgres", database=TEST_DATABASE
+        data_dir / "postgres", database=run_database
     )
     redis_url = os.environ.get("TEST_REDIS_URL")
     if not redis_url:
-        embedded_redis = EmbeddedRedis(data_dir / "redis")
+        embedded_redis = EmbeddedRedis(data_dir / f"redis-{os.getpid()}")
         redis_url = embedded_redis.start()
 
     from alembic import command
@@ -71,6 +83,9 @@ def services() -> Iterator[Services]:
         catcher.stop()
         if embedded_redis is not None:
             embedded_redis.stop()
+            shutil.rmtree(embedded_redis.data_dir, ignore_errors=True)
+        if not os.environ.get("TEST_DATABASE_URL"):
+            _drop_database(database_url)
 
 
 def make_settings(services: Services, **overrides: Any) -> Settings:
@@ -107,7 +122,7 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as http:
+    async with http_client(app) as http:
         yield http
 
 

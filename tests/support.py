@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 from alembic.config import Config
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy.engine import make_url
+from starlette.types import ASGIApp
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,3 +27,24 @@ def alembic_config(database_url: str) -> Config:
     config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
     config.attributes["database_url"] = f"postgresql+psycopg://{database_url.partition('://')[2]}"
     return config
+
+
+@contextmanager
+def scratch_database(server_url: str, name: str) -> Iterator[str]:
+    """A new, empty database on the server of `server_url`, dropped afterwards; its URL.
+
+    The name gets this process's id, so two test runs at once never share one."""
+    database = f"{name}_{os.getpid()}"
+    with psycopg.connect(psycopg_url(server_url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{database}"')
+    try:
+        yield make_url(server_url).set(database=database).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(psycopg_url(server_url), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def http_client(app: ASGIApp) -> AsyncClient:
+    """An HTTP client that calls `app` in process (no socket)."""
+    return AsyncClient(transport=ASGITransport(app=app), base_url="http://test")

@@ -92,6 +92,7 @@ class Settings(AppSettings):
     queue_max_retries: int = Field(default=3, ge=0, le=100)
     queue_retry_delay: float = Field(default=5.0, ge=0, le=3600)
     queue_result_ttl: int = Field(default=3600, ge=1)
+    queue_redelivery_timeout: float = Field(default=600.0, gt=0, le=86_400)
 
     smtp_host: str | None = None
     smtp_port: int = Field(default=25, ge=1, le=65535)

@@ -210,3 +210,17 @@ def start_mail_catcher(save_dir: Path) -> dict[str, str]:
     _mail_catchers.append(catcher)
     atexit.register(catcher.stop)
     return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(catcher.port)}
+
+
+def ensure_development_services() -> None:
+    """For commands run outside production (`app dev`, `app worker`, `app create-superuser`...):
+    start, or attach to, the embedded servers for every URL that is not set."""
+    from app.core.config import get_settings
+
+    settings = get_settings()
+    if settings.database_url and settings.redis_url:
+        return
+    if settings.is_production:
+        raise RuntimeError("DATABASE_URL and REDIS_URL must be set in production")
+    ensure_services(Path(settings.data_dir))
+    get_settings.cache_clear()

@@ -15,6 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -121,6 +122,55 @@ def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
         }
         for code in codes
     }
+
+
+def document_problems(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Finish an OpenAPI document so it says what the app really answers:
+
+    - a problem response's schema is under `application/problem+json` only (FastAPI files a
+      response `model` under `application/json`, which the app never sends for an error);
+    - FastAPI's default 422 (`HTTPValidationError`) is the problem the app really sends;
+    - every operation with a request body may answer 400 (unparsable) and 413 (too large).
+    """
+    ref = {"$ref": "#/components/schemas/ProblemDetail"}
+    schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault(
+        "ProblemDetail",
+        ProblemDetail.model_json_schema(ref_template="#/components/schemas/{model}"),
+    )
+    for path_item in openapi.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses: dict[str, Any] = operation["responses"]
+            for code, response in responses.items():
+                content = response.get("content", {})
+                default_422 = "HTTPValidationError" in str(content.get("application/json", ""))
+                if PROBLEM_JSON in content or (code == "422" and default_422):
+                    schema = content.pop("application/json", {}).get("schema", ref)
+                    content[PROBLEM_JSON] = {"schema": ref if default_422 else schema}
+            if "requestBody" in operation:
+                for status in (400, 413):
+                    responses.setdefault(
+                        str(status),
+                        {
+                            "description": PROBLEM_DESCRIPTIONS[status],
+                            "content": {PROBLEM_JSON: {"schema": ref}},
+                        },
+                    )
+    return openapi
+
+
+def install_problem_docs(app: FastAPI) -> None:
+    """Make `app.openapi()` (and /openapi.json) run `document_problems` once."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def problem_response(
@@ -240,6 +290,17 @@ async def _integrity_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _stale_data(request: Request, exc: Exception) -> Response:
+    # Optimistic locking (a mapper's `version_id_col`): the row changed since this request read
+    # it. Nothing of this request was written; the client re-reads and retries.
+    log.info("stale_data", path=request.url.path)
+    return problem_response(
+        409,
+        detail="The resource was changed by another request; reload it and try again.",
+        instance=request.url.path,
+    )
+
+
 async def _data_error(request: Request, exc: Exception) -> Response:
     # A value the database refuses (out of range, NUL byte...) that validation let through.
     log.info("data_error", path=request.url.path, error=type(exc.__cause__).__name__)
@@ -259,6 +320,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(StaleDataError, _stale_data)
     for error_class in (
         OperationalError,
         InterfaceError,

@@ -16,10 +16,14 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
 
+def security_headers(*, hsts: bool) -> list[tuple[bytes, bytes]]:
+    return [*SECURITY_HEADERS, HSTS] if hsts else list(SECURITY_HEADERS)
+
+
 class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
         self.app = app
-        self.headers = [*SECURITY_HEADERS, HSTS] if hsts else list(SECURITY_HEADERS)
+        self.headers = security_headers(hsts=hsts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from structlog.typing import EventDict
 
 from app.core.errors import problem_response
 from app.core.request_context import current_request_id, reset_request_id, set_request_id
@@ -26,7 +27,7 @@ access_log = structlog.get_logger("app.access")
 error_log = structlog.get_logger("app.errors")
 
 
-def _add_request_id(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _add_request_id(_: Any, __: str, event_dict: EventDict) -> EventDict:
     request_id = current_request_id()
     if request_id is not None:
         event_dict.setdefault("request_id", request_id)
@@ -49,35 +50,109 @@ class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+class _StderrLogger:
+    """structlog's output end: one rendered line to the current `sys.stderr`.
+
+    structlog events skip the standard library's logging machinery entirely (the access log
+    runs on every request, so its cost matters); stdlib loggers of libraries still arrive
+    through `ProcessorFormatter` and the same renderer.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or "app"
+
+    def msg(self, message: str) -> None:
+        sys.stderr.write(message + "\n")
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+class _Pipeline:
+    """What `configure_logging` may change later; read at call time, so loggers created (and
+    cached) before a reconfiguration follow it."""
+
+    level = logging.INFO
+    renderer: Any = None
+    json = False
+
+
+def _drop_below_level(_: Any, method_name: str, event_dict: EventDict) -> EventDict:
+    level = _LEVELS.get(method_name, logging.INFO)
+    if level < _Pipeline.level:
+        raise structlog.DropEvent
+    return event_dict
+
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
+
+
+def _add_logger_name(logger: Any, _: str, event_dict: EventDict) -> EventDict:
+    event_dict.setdefault("logger", getattr(logger, "name", "app"))
+    return event_dict
+
+
+_format_exc_info = structlog.processors.format_exc_info
+
+
+def _render(logger: Any, method_name: str, event_dict: EventDict) -> Any:
+    if _Pipeline.json:
+        event_dict = _format_exc_info(logger, method_name, event_dict)
+    return _Pipeline.renderer(logger, method_name, event_dict)
+
+
+def _renderer(json_logs: bool) -> Any:
+    if json_logs:
+        return structlog.processors.JSONRenderer(serializer=_orjson_dumps)
+    return structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+
+
 def configure_logging(*, level: str = "INFO", json_logs: bool = False) -> None:
-    """Route structlog and the standard library through one pipeline."""
+    """structlog events and standard-library records end in one renderer: console lines in
+    development, one JSON object per line in production."""
+    _Pipeline.level = logging.getLevelName(level)
+    _Pipeline.renderer = _renderer(json_logs)
+    _Pipeline.json = json_logs
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    structlog.configure(
+        processors=[
+            _drop_below_level,
+            structlog.contextvars.merge_contextvars,
+            _add_request_id,
+            structlog.processors.add_log_level,
+            _add_logger_name,
+            timestamper,
+            _render,
+        ],
+        logger_factory=_StderrLogger,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        cache_logger_on_first_use=True,
+    )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         _add_request_id,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        timestamper,
     ]
-    renderer: Any
     if json_logs:
-        shared.append(structlog.processors.format_exc_info)
-        renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
-    else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-
-    structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,
-            *shared,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
+        shared.append(_format_exc_info)
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _Pipeline.renderer,
+        ],
     )
     handler = _CurrentStderrHandler()
     handler.setFormatter(formatter)

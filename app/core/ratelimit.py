@@ -239,6 +239,30 @@ class RateLimiter:
             raise RateLimited("Rate limit exceeded. Retry later.", headers=state.headers)
         return state
 
+    async def ensure_room(self, *, key: str, limit: str | Limit, scope: str = "custom") -> None:
+        """Raise `RateLimited` (429) when `key` has no room left under `limit`, without
+        counting a hit: for limits that count only some outcomes (e.g. failed sign-ins)."""
+        parsed = Limit.parse(limit)
+        if not self.enabled:
+            return
+        factory = self.buckets(parsed)
+        try:
+            item = await _resolved(factory.wrap_item(f"{scope}:{key}"))
+            count, reset_ms = await self._window(factory, factory.get(item), item)
+        except (RedisError, OSError) as error:
+            log.warning(
+                "ratelimit_unavailable",
+                fail_open=self.fail_open,
+                scope=scope,
+                error=type(error).__name__,
+            )
+            if self.fail_open:
+                return
+            count, reset_ms = parsed.count, 1000
+        if count >= parsed.count:
+            state = RateLimitState(False, parsed.count, 0, _seconds(reset_ms, parsed))
+            raise RateLimited("Rate limit exceeded. Retry later.", headers=state.headers)
+
     async def peek_hit(
         self, *, key: str, limit: str | Limit, cost: int = 1, scope: str = "custom"
     ) -> RateLimitState:
@@ -340,9 +364,14 @@ def client_ip(
     return hops[0] if hops else peer
 
 
-def get_rate_limiter(request: Request) -> RateLimiter:
+def rate_limiter_of(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.rate_limiter
     return limiter
+
+
+async def get_rate_limiter(request: Request) -> RateLimiter:
+    """The dependency form (async: FastAPI runs sync dependencies in a thread pool)."""
+    return rate_limiter_of(request)
 
 
 RateLimits = Annotated[RateLimiter, Depends(get_rate_limiter)]
@@ -365,7 +394,7 @@ class RateLimit:
         self.scope = scope
 
     async def __call__(self, request: Request, response: Response) -> None:
-        limiter = get_rate_limiter(request)
+        limiter = rate_limiter_of(request)
         scope = self.scope or _route_scope(request)
         state = await limiter.hit(
             key=limiter.client_key(request), limit=self.limit, cost=self.cost, scope=scope
@@ -387,7 +416,7 @@ async def default_rate_limit(request: Request, response: Response) -> None:
     endpoint = getattr(request.scope.get("route"), "endpoint", None)
     if getattr(endpoint, "_skip_limiter", False):
         return
-    limiter = get_rate_limiter(request)
+    limiter = rate_limiter_of(request)
     state = await limiter.hit(
         key=limiter.client_key(request), limit=limiter.default, scope="default"
     )

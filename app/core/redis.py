@@ -27,7 +27,7 @@ def create_redis(settings: Settings) -> Redis:
     return client
 
 
-def get_redis(request: Request) -> Redis:
+async def get_redis(request: Request) -> Redis:
     client: Redis = request.app.state.redis
     return client
 

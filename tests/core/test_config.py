@@ -144,3 +144,9 @@ def test_cli_refuses_to_start_with_a_clear_message(monkeypatch: pytest.MonkeyPat
     assert result.exit_code == 2
     assert "SECRET_KEY" in result.output
     assert "Traceback" not in result.output
+
+
+def test_readme_configuration_table_lists_every_setting() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    missing = [name for name in _sample_env_names() if f"| `{name}` |" not in readme]
+    assert missing == [], "settings missing from the README's configuration table"

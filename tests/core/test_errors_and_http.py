@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import APIRouter, FastAPI, HTTPException
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 from pydantic import BaseModel
 
 from app.core import errors
 from app.core.logging import configure_logging
 from app.main import create_app
 from tests.conftest import Services, make_settings
+from tests.support import http_client
 
 boom = APIRouter()
 
@@ -57,7 +58,7 @@ async def error_app(services: Services) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture
 async def http(error_app: FastAPI) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(transport=ASGITransport(app=error_app), base_url="http://t") as client:
+    async with http_client(error_app) as client:
         yield client
 
 
@@ -147,12 +148,12 @@ async def test_unhandled_error_is_a_500_without_internals(
 
 
 async def test_request_id_is_accepted_generated_and_sanitised(http: AsyncClient) -> None:
-    kept = await http.get("/health/live", headers={"X-Request-ID": "abc-123_DEF.456"})
+    kept = await http.get("/health/ready", headers={"X-Request-ID": "abc-123_DEF.456"})
     assert kept.headers["x-request-id"] == "abc-123_DEF.456"
-    generated = await http.get("/health/live")
+    generated = await http.get("/health/ready")
     assert len(generated.headers["x-request-id"]) == 32
     for bad in ("short", "has spaces in it", "x" * 200, "inject\\r\\nheader"):
-        replaced = await http.get("/health/live", headers={"X-Request-ID": bad})
+        replaced = await http.get("/health/ready", headers={"X-Request-ID": bad})
         assert replaced.headers["x-request-id"] != bad
         assert len(replaced.headers["x-request-id"]) == 32
 
@@ -161,7 +162,8 @@ async def test_access_log_line_per_request(
     http: AsyncClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
     configure_logging(level="INFO", json_logs=True)
-    response = await http.get("/health/live", headers={"X-Request-ID": "trace-0000001"})
+    response = await http.get("/health/ready", headers={"X-Request-ID": "trace-0000001"})
+    await http.get("/health/live")  # liveness probes are not logged
     configure_logging(level="WARNING", json_logs=False)
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
     access = [line for line in lines if line.get("logger") == "app.access"]
@@ -169,7 +171,7 @@ async def test_access_log_line_per_request(
     line = access[0]
     assert response.status_code == 200
     assert line["method"] == "GET"
-    assert line["path"] == "/health/live"
+    assert line["path"] == "/health/ready"
     assert line["status"] == 200
     assert line["request_id"] == "trace-0000001"
     assert isinstance(line["duration_ms"], float)
@@ -188,7 +190,7 @@ async def test_console_logs_in_development(capsys: pytest.CaptureFixture[str]) -
 
 
 async def test_security_headers_on_every_response(http: AsyncClient) -> None:
-    for path in ("/health/live", "/nowhere"):
+    for path in ("/health/live", "/health/ready", "/nowhere", "/test/crash"):
         response = await http.get(path)
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["x-frame-options"] == "DENY"

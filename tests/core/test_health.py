@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from asgi_lifespan import LifespanManager
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 
 from app.main import create_app
 from tests.conftest import Services, make_settings
+from tests.support import http_client
 
 
 async def test_live_answers_without_io(client: AsyncClient) -> None:
@@ -24,7 +25,7 @@ async def test_ready_is_503_when_redis_is_down(services: Services) -> None:
     app = create_app(settings)
     async with (
         LifespanManager(app),
-        AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as http,
+        http_client(app) as http,
     ):
         response = await http.get("/health/ready")
     assert response.status_code == 503
@@ -38,8 +39,20 @@ async def test_ready_is_503_when_database_is_down(services: Services) -> None:
     app = create_app(settings)
     async with (
         LifespanManager(app),
-        AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as http,
+        http_client(app) as http,
     ):
         response = await http.get("/health/ready")
     assert response.status_code == 503
     assert response.json()["checks"] == {"database": "fail", "redis": "ok"}
+
+
+async def test_live_fast_path_handles_head_and_leaves_other_methods_to_the_router(
+    client: AsyncClient,
+) -> None:
+    head = await client.head("/health/live")
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["x-content-type-options"] == "nosniff"
+    post = await client.post("/health/live")
+    assert post.status_code == 405
+    assert post.headers["content-type"] == "application/problem+json"

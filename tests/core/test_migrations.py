@@ -4,33 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
-from sqlalchemy.engine import make_url
 
 from app.core.db import Base
 from app.core.modules import discover_modules
 from tests.conftest import Services
-from tests.support import alembic_config, psycopg_url
-
-SCRATCH_DATABASE = "app_migration_check"
+from tests.support import alembic_config, scratch_database
 
 
 @pytest.fixture(scope="module")
 def scratch_url(services: Services) -> Iterator[str]:
-    with psycopg.connect(psycopg_url(services.database_url), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {SCRATCH_DATABASE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {SCRATCH_DATABASE}")
-    url = make_url(services.database_url).set(
-        drivername="postgresql+psycopg", database=SCRATCH_DATABASE
-    )
-    yield url.render_as_string(hide_password=False)
-    with psycopg.connect(psycopg_url(services.database_url), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {SCRATCH_DATABASE} WITH (FORCE)")
+    with scratch_database(services.database_url, "app_migration_check") as url:
+        yield url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 def _diff(url: str) -> list[object]:

@@ -217,11 +217,38 @@ async def test_bucket_cache_is_bounded(limiter: RateLimiter) -> None:
     assert (await limiter.hit(key="a", limit="3/minute")).remaining == 1  # state is in Redis
 
 
+async def test_ensure_room_counts_nothing_and_refuses_a_full_key(limiter: RateLimiter) -> None:
+    for _ in range(3):
+        await limiter.ensure_room(key="k", limit="2/minute", scope="s")
+    await limiter.hit(key="k", limit="2/minute", scope="s")
+    await limiter.hit(key="k", limit="2/minute", scope="s")
+    with pytest.raises(RateLimited) as caught:
+        await limiter.ensure_room(key="k", limit="2/minute", scope="s")
+    assert caught.value.headers is not None
+    assert "Retry-After" in caught.value.headers
+    await limiter.ensure_room(key="other", limit="2/minute", scope="s")
+
+
+@pytest.mark.parametrize("fail_open", [True, False])
+async def test_ensure_room_with_redis_down(settings: Settings, fail_open: bool) -> None:
+    broken = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    limiter = RateLimiter(broken, settings.model_copy(update={"rate_limit_fail_open": fail_open}))
+    try:
+        if fail_open:
+            await limiter.ensure_room(key="k", limit="1/minute")
+        else:
+            with pytest.raises(RateLimited):
+                await limiter.ensure_room(key="k", limit="1/minute")
+    finally:
+        await broken.aclose()
+
+
 async def test_disabled_never_limits_nor_touches_redis(app: FastAPI, settings: Settings) -> None:
     disabled = settings.model_copy(update={"rate_limit_enabled": False})
     limiter = RateLimiter(app.state.redis, disabled)
     for _ in range(3):
         assert (await limiter.hit(key="k", limit="1/minute")).allowed
+        await limiter.ensure_room(key="k", limit="1/minute")
     assert await app.state.redis.keys(f"{limiter.prefix}:*") == []
 
 

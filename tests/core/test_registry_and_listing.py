@@ -8,13 +8,14 @@ from typing import Any
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 from sqlalchemy import text
 
 from app.core.modules import DEFAULT_PACKAGES
 from app.main import create_app
 from tests.conftest import Services, make_settings
 from tests.core.sample_modules.widgets.models import WidgetBase
+from tests.support import http_client
 
 SAMPLE_PACKAGES = (*DEFAULT_PACKAGES, "tests.core.sample_modules")
 
@@ -32,9 +33,7 @@ async def widgets_app(services: Services) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture
 async def http(widgets_app: FastAPI) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(
-        transport=ASGITransport(app=widgets_app), base_url="http://test"
-    ) as client:
+    async with http_client(widgets_app) as client:
         yield client
     async with widgets_app.state.database.engine.begin() as connection:
         await connection.execute(text("TRUNCATE test_widgets"))

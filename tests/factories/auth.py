@@ -26,5 +26,6 @@ class ActionTokenFactory(Factory[ActionToken]):
         model = ActionToken
 
     purpose = TokenPurpose.VERIFY_EMAIL.value
+    email = "alice@example.com"
     token_hash = LazyFunction(lambda: uuid.uuid4().hex)  # type: ignore[no-untyped-call]
     expires_at = LazyFunction(lambda: utcnow() + timedelta(hours=1))  # type: ignore[no-untyped-call]

@@ -17,7 +17,7 @@ os.environ["USERS_PASSWORD_HASH_TIME_COST"] = "1"
 os.environ["USERS_PASSWORD_HASH_MEMORY_KIB"] = "1024"
 os.environ["USERS_PASSWORD_HASH_PARALLELISM"] = "1"
 
-from app.modules.auth.config import AuthSettings, get_auth_settings
+from app.modules.auth.config import AuthSettings, auth_config, get_auth_settings
 from app.modules.users.config import get_users_settings
 from app.modules.users.models import User
 from tests.factories.users import DEFAULT_PASSWORD, create_user
@@ -80,8 +80,8 @@ def auth_settings(app: FastAPI) -> Iterator[Callable[..., AuthSettings]]:
 
     def override(**values: Any) -> AuthSettings:
         configured = AuthSettings(_env_file=None, **values)
-        app.dependency_overrides[get_auth_settings] = lambda: configured
+        app.dependency_overrides[auth_config] = lambda: configured
         return configured
 
     yield override
-    app.dependency_overrides.pop(get_auth_settings, None)
+    app.dependency_overrides.pop(auth_config, None)

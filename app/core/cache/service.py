@@ -216,7 +216,7 @@ def cached(
 
 
 # `= TaskiqDepends()` lets tasks resolve it too (taskiq-fastapi supplies the Request).
-def get_cache(request: Request = TaskiqDepends()) -> CacheService:
+async def get_cache(request: Request = TaskiqDepends()) -> CacheService:
     cache: CacheService = request.app.state.cache
     return cache
 

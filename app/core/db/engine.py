@@ -47,7 +47,7 @@ class Database:
         await self.engine.dispose()
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     database: Database = request.app.state.database
     return database
 

@@ -41,9 +41,14 @@ class BaseRepository(Generic[ModelT]):
     async def get_or_none(
         self, session: AsyncSession, *, id: Any, include_deleted: bool = False
     ) -> ModelT | None:
-        query = self._base_query(include_deleted=include_deleted).where(self._column("id") == id)
-        result = await session.execute(query)
-        return result.scalar_one_or_none()
+        # session.get() answers from the identity map when this request already loaded the
+        # row (say, the signed-in user), saving a round trip; otherwise one primary-key query.
+        instance = await session.get(self._model, id)
+        if instance is None:
+            return None
+        if not include_deleted and getattr(instance, "deleted_at", None) is not None:
+            return None
+        return instance
 
     async def get(self, session: AsyncSession, *, id: Any) -> ModelT:
         instance = await self.get_or_none(session, id=id)

@@ -201,7 +201,7 @@ class MailService:
 
 
 # `= TaskiqDepends()` lets tasks resolve it too (taskiq-fastapi supplies the Request).
-def get_mailer(request: Request = TaskiqDepends()) -> MailService:
+async def get_mailer(request: Request = TaskiqDepends()) -> MailService:
     mailer: MailService = request.app.state.mailer
     return mailer
 

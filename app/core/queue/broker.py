@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 import taskiq_fastapi
+from redis.asyncio import Redis
 from taskiq import AckableMessage, AsyncBroker, BrokerMessage
 from taskiq.brokers.inmemory_broker import InmemoryResultBackend
 from taskiq.receiver import Receiver
@@ -30,6 +31,51 @@ from app.core.queue.middleware import RequestIdMiddleware, RetryMiddleware
 log = structlog.get_logger("app.queue")
 
 
+class ReclaimingStreamBroker(RedisStreamBroker):
+    """taskiq-redis's stream broker, also reclaiming abandoned tasks when the stream is idle.
+
+    A task is acknowledged only once it has run, so one whose worker died stays pending in the
+    consumer group. taskiq-redis 1.2 claims such tasks (XAUTOCLAIM after `idle_timeout`) only
+    right after a read that returned new messages: on a quiet queue a dead worker's task would
+    wait for the next unrelated task. This broker tries after every read, timed out or not.
+    XAUTOCLAIM is atomic, so two workers never claim the same task at once (no lock needed).
+    """
+
+    async def listen(self) -> AsyncGenerator[AckableMessage, None]:
+        streams = [self.queue_name, *self.additional_streams]
+        async with Redis(connection_pool=self.connection_pool) as redis:
+            while True:
+                offsets: Any = {self.queue_name: ">", **self.additional_streams}
+                fetched: Any = await redis.xreadgroup(
+                    self.consumer_group_name,
+                    self.consumer_name,
+                    offsets,
+                    block=self.block,
+                    noack=False,
+                    count=self.count,
+                )
+                for stream, messages in fetched or ():
+                    for message_id, fields in messages:
+                        yield self._ackable(stream, message_id, fields)
+                for stream in streams:
+                    _, claimed, *_ = await redis.xautoclaim(
+                        name=stream,
+                        groupname=self.consumer_group_name,
+                        consumername=self.consumer_name,
+                        min_idle_time=self.idle_timeout,
+                        count=self.unacknowledged_batch_size,
+                    )
+                    for message_id, fields in claimed:
+                        if fields:  # None: deleted from the stream meanwhile
+                            log.warning("task_redelivered", stream=str(stream), id=str(message_id))
+                            yield self._ackable(stream, message_id, fields)
+
+    def _ackable(self, stream: Any, message_id: Any, fields: Any) -> AckableMessage:
+        return AckableMessage(
+            data=fields[b"data"], ack=self._ack_generator(id=message_id, queue_name=stream)
+        )
+
+
 class AppBroker(AsyncBroker):
     """An `AsyncBroker` whose transport (Redis streams or in-process) is chosen by settings."""
 
@@ -38,7 +84,7 @@ class AppBroker(AsyncBroker):
         self.retry = RetryMiddleware()
         self.add_middlewares(RequestIdMiddleware(), self.retry)
         self.settings: Settings | None = None
-        self.transport: RedisStreamBroker | None = None
+        self.transport: ReclaimingStreamBroker | None = None
         self._receiver: Receiver | None = None
         self._running: set[asyncio.Task[Any]] = set()
         self._started = False
@@ -66,13 +112,15 @@ class AppBroker(AsyncBroker):
         if settings.redis_url is None:
             raise RuntimeError("QUEUE_BROKER=redis needs REDIS_URL")
         self._receiver = None
-        self.transport = RedisStreamBroker(
+        self.transport = ReclaimingStreamBroker(
             url=settings.redis_url,
             queue_name=f"{settings.app_name}:tasks",
             consumer_group_name=f"{settings.app_name}:workers",
             # A group created after tasks were queued still reads them from the start.
             consumer_id="0",
             xread_block=1000,
+            # A task still unacknowledged after this long (its worker died) is claimed again.
+            idle_timeout=int(settings.queue_redelivery_timeout * 1000),
         )
         self.result_backend = RedisAsyncResultBackend(
             redis_url=settings.redis_url,
@@ -127,4 +175,4 @@ broker = AppBroker()
 # In a worker process, start the FastAPI app's lifespan so tasks can use its dependencies.
 taskiq_fastapi.init(broker, "app.main:create_app")
 
-__all__ = ["AppBroker", "broker"]
+__all__ = ["AppBroker", "ReclaimingStreamBroker", "broker"]

@@ -47,4 +47,9 @@ def get_auth_settings() -> AuthSettings:
     return AuthSettings()
 
 
-AuthConfig = Annotated[AuthSettings, Depends(get_auth_settings)]
+async def auth_config() -> AuthSettings:
+    """The dependency form (async: FastAPI runs sync dependencies in a thread pool)."""
+    return get_auth_settings()
+
+
+AuthConfig = Annotated[AuthSettings, Depends(auth_config)]

@@ -16,10 +16,11 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from app.core.config import Settings
-from app.core.db import DBSession
+from app.core.db import DBSession, utcnow
 from app.core.errors import Forbidden, Unauthorized
 from app.core.security import InvalidToken, decode_jwt
 from app.modules.auth.config import AuthConfig
+from app.modules.auth.repositories import RefreshTokenRepository
 
 if TYPE_CHECKING:
     from app.modules.users import UserDTO
@@ -38,7 +39,7 @@ class AccessClaims:
     token_id: str
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -83,9 +84,15 @@ Claims = Annotated[AccessClaims, Depends(get_access_claims)]
 
 
 async def get_current_user(request: Request, claims: Claims, session: DBSession) -> UserDTO:
-    """The signed-in user: a valid access token of a live, active account (else 401)."""
+    """The signed-in user: a valid access token of a live sign-in session (not logged out,
+    not revoked by logout-all, a password reset or refresh-token reuse) of a live, active
+    account (else 401). The session check is one probe of a partial index."""
     from app.modules.users import UsersGateway
 
+    if claims.session_id is None or not await RefreshTokenRepository().is_session_live(
+        session, family_id=claims.session_id, user_id=claims.user_id, now=utcnow()
+    ):
+        raise _invalid()
     user = await UsersGateway(session).get_by_id(claims.user_id)
     if user is None or not user.is_active:
         raise _invalid()

@@ -2,32 +2,72 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.modules.auth.models import ActionToken, RefreshToken, TokenPurpose
 
 
+def user_lock_key(user_id: uuid.UUID) -> int:
+    """A stable signed 64-bit key for `pg_advisory_xact_lock`, per user (namespaced, so it
+    does not collide with other advisory locks keyed on ids)."""
+    digest = hashlib.blake2b(b"auth.sessions:" + user_id.bytes, digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 class RefreshTokenRepository:
+    async def lock_user(self, session: AsyncSession, *, user_id: uuid.UUID) -> None:
+        """Serialise the user's session changes until this transaction ends: a refresh that
+        inserts a new token and a revocation of the user's tokens never interleave, so a
+        revocation cannot miss a token inserted concurrently."""
+        await session.execute(select(func.pg_advisory_xact_lock(user_lock_key(user_id))))
+
     async def add(self, session: AsyncSession, token: RefreshToken) -> RefreshToken:
         session.add(token)
         await session.flush()
         return token
 
-    async def get_by_hash(
-        self, session: AsyncSession, *, token_hash: str, for_update: bool = True
-    ) -> RefreshToken | None:
+    async def get_by_hash(self, session: AsyncSession, *, token_hash: str) -> RefreshToken | None:
+        """Unlocked: lock the row with `get_for_rotation` after `lock_user` (the other order
+        could deadlock with a revocation)."""
         query = select(RefreshToken).where(RefreshToken.token_hash == token_hash)
-        if for_update:
-            query = query.with_for_update()
         return (await session.execute(query)).scalar_one_or_none()
+
+    async def get_for_rotation(
+        self, session: AsyncSession, *, token_id: uuid.UUID
+    ) -> RefreshToken | None:
+        """The row again, locked and freshly read (after `lock_user`: a revocation that
+        committed meanwhile is seen)."""
+        query = (
+            select(RefreshToken)
+            .where(RefreshToken.id == token_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return (await session.execute(query)).scalar_one_or_none()
+
+    async def is_session_live(
+        self, session: AsyncSession, *, family_id: uuid.UUID, user_id: uuid.UUID, now: datetime
+    ) -> bool:
+        """Whether the sign-in session still has its live head token: one probe of the
+        partial index `ix_auth_refresh_tokens_live_family`."""
+        query = select(RefreshToken.id).where(
+            RefreshToken.family_id == family_id,
+            RefreshToken.revoked_at.is_(None),
+            RefreshToken.rotated_at.is_(None),
+            RefreshToken.user_id == user_id,
+            RefreshToken.expires_at > now,
+        )
+        return (await session.execute(query.limit(1))).first() is not None
 
     async def revoke_family(
         self, session: AsyncSession, *, family_id: uuid.UUID, user_id: uuid.UUID, now: datetime
     ) -> int:
+        await self.lock_user(session, user_id=user_id)
         result = await session.execute(
             update(RefreshToken)
             .where(
@@ -47,6 +87,7 @@ class RefreshTokenRepository:
         now: datetime,
         keep_family_id: uuid.UUID | None = None,
     ) -> int:
+        await self.lock_user(session, user_id=user_id)
         query = update(RefreshToken).where(
             RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None)
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
@@ -47,37 +47,3 @@ class PasswordResetIn(_Input):
 
 class Accepted(BaseModel):
     detail: str
-
-
-class ProblemDetail(BaseModel):
-    """An RFC 9457 problem, as every error response is shaped (application/problem+json)."""
-
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str
-    instance: str | None = None
-    request_id: str | None = None
-    errors: list[dict[str, Any]] | None = None
-
-
-_DESCRIPTIONS = {
-    400: "Invalid, expired or already used token",
-    401: "Missing, invalid or expired credentials",
-    403: "Not allowed",
-    409: "Email or username already taken",
-    422: "Invalid input",
-    429: "Too many requests",
-}
-
-
-def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` documenting the given error statuses as problem+json."""
-    return {
-        code: {
-            "model": ProblemDetail,
-            "description": _DESCRIPTIONS.get(code, "Error"),
-            "content": {"application/problem+json": {}},
-        }
-        for code in codes
-    }

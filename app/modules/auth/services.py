@@ -95,16 +95,19 @@ class AuthService:
         return user
 
     async def _new_action_token(
-        self, *, user_id: uuid.UUID, purpose: TokenPurpose, ttl: timedelta
+        self, *, user: UserDTO, purpose: TokenPurpose, ttl: timedelta
     ) -> str:
+        """A token for `user` at their current address: it stops working if the address
+        changes (see `_consume_for`)."""
         now = utcnow()
-        await self.action_tokens.use_all(self.session, user_id=user_id, purpose=purpose, now=now)
+        await self.action_tokens.use_all(self.session, user_id=user.id, purpose=purpose, now=now)
         raw = new_opaque_token()
         await self.action_tokens.add(
             self.session,
             ActionToken(
-                user_id=user_id,
+                user_id=user.id,
                 purpose=purpose.value,
+                email=user.email,
                 token_hash=hash_token(raw),
                 expires_at=now + ttl,
             ),
@@ -117,9 +120,7 @@ class AuthService:
 
     async def _send_verification(self, user: UserDTO) -> None:
         ttl = timedelta(hours=self.settings.verify_email_ttl_hours)
-        token = await self._new_action_token(
-            user_id=user.id, purpose=TokenPurpose.VERIFY_EMAIL, ttl=ttl
-        )
+        token = await self._new_action_token(user=user, purpose=TokenPurpose.VERIFY_EMAIL, ttl=ttl)
         await self.mailer.queue_template(
             to=user.email,
             template="auth/verify_email",
@@ -141,11 +142,19 @@ class AuthService:
         row.used_at = now
         return row
 
-    async def verify_email(self, *, token: str) -> None:
-        row = await self._consume(token=token, purpose=TokenPurpose.VERIFY_EMAIL)
+    async def _consume_for(
+        self, *, token: str, purpose: TokenPurpose
+    ) -> tuple[ActionToken, UserDTO]:
+        """Spend the token and return it with its live user, who must still have the address
+        the token was mailed to (case aside): else the same 400 as an unknown token."""
+        row = await self._consume(token=token, purpose=purpose)
         user = await self.users.get_by_id(row.user_id)
-        if user is None:
+        if user is None or user.email.lower() != row.email.lower():
             raise InvalidActionToken("This link is invalid, expired or already used")
+        return row, user
+
+    async def verify_email(self, *, token: str) -> None:
+        row, _ = await self._consume_for(token=token, purpose=TokenPurpose.VERIFY_EMAIL)
         await self.session.commit()  # the token is spent even if marking fails below
         await self.users.mark_verified(row.user_id)
         log.info("email_verified", user_id=str(row.user_id))
@@ -168,16 +177,24 @@ class AuthService:
         await self.limiter.hit(
             key=client_key, limit=self.settings.login_rate_limit_ip, scope="auth.login.ip"
         )
-        await self.limiter.hit(
-            key=hash_token(login.strip().lower()),
-            limit=self.settings.login_rate_limit_account,
-            scope="auth.login.account",
-        )
         if len(login) > MAX_LOGIN_LENGTH or len(password) > MAX_PASSWORD_LENGTH:
             raise Unauthorized(INVALID_CREDENTIALS)
+        # The account limit counts failed attempts only, per account whichever login names it
+        # (username or email); an unknown login gets a budget of its own.
+        account = await self.users.get_by_login(login)
+        account_key = (
+            f"user:{account.id}"
+            if account is not None
+            else f"login:{hash_token(login.strip().lower())}"
+        )
+        account_limit = self.settings.login_rate_limit_account
+        await self.limiter.ensure_room(
+            key=account_key, limit=account_limit, scope="auth.login.account"
+        )
         user = await self.users.authenticate(login, password)
         if user is None or not user.is_active:
             log.info("login_failed", client=client_key)
+            await self.limiter.hit(key=account_key, limit=account_limit, scope="auth.login.account")
             raise Unauthorized(INVALID_CREDENTIALS)
         if not user.is_verified and not self.settings.unverified_login_allowed:
             raise Forbidden("Verify your email address before signing in")
@@ -223,9 +240,16 @@ class AuthService:
         """Rotate: the presented token is spent and a new one of the same family issued.
         A token that was already rotated means it leaked: the whole family is revoked."""
         invalid = Unauthorized("Invalid or expired refresh token")
-        row = await self.refresh_tokens.get_by_hash(
+        found = await self.refresh_tokens.get_by_hash(
             self.session, token_hash=hash_token(refresh_token)
         )
+        if found is None:
+            raise invalid
+        # Serialise with every revocation of this user's sessions (they take the same lock),
+        # then read the row again: a revocation that committed meanwhile is seen, and one that
+        # comes later sees the token this rotation inserts.
+        await self.refresh_tokens.lock_user(self.session, user_id=found.user_id)
+        row = await self.refresh_tokens.get_for_rotation(self.session, token_id=found.id)
         now = utcnow()
         if row is None:
             raise invalid
@@ -271,12 +295,14 @@ class AuthService:
         """Same answer, in similar time, whether or not the account exists."""
         await self._limit_email(client_key, email, "auth.password_forgot")
         user = await self.users.get_by_email(email)
+        # One argon2id verification's time for every address, known or not: it dwarfs the
+        # token and mail work below, so the timing does not tell which addresses exist.
+        await self.users.burn_password_time(new_opaque_token())
         if user is None or not user.is_active:
-            await self.users.burn_password_time(new_opaque_token())
             return
         ttl = timedelta(minutes=self.settings.password_reset_ttl_minutes)
         token = await self._new_action_token(
-            user_id=user.id, purpose=TokenPurpose.RESET_PASSWORD, ttl=ttl
+            user=user, purpose=TokenPurpose.RESET_PASSWORD, ttl=ttl
         )
         await self.mailer.queue_template(
             to=user.email,
@@ -290,9 +316,8 @@ class AuthService:
         )
 
     async def reset_password(self, *, token: str, new_password: str) -> None:
-        row = await self._consume(token=token, purpose=TokenPurpose.RESET_PASSWORD)
-        user = await self.users.get_by_id(row.user_id)
-        if user is None or not user.is_active:
+        row, user = await self._consume_for(token=token, purpose=TokenPurpose.RESET_PASSWORD)
+        if not user.is_active:
             raise InvalidActionToken("This link is invalid, expired or already used")
         # Sets the hash and commits, spending the token in the same transaction.
         await self.users.set_password(row.user_id, new_password)

@@ -32,3 +32,8 @@ class UsersSettings(AppSettings):
 @lru_cache(maxsize=1)
 def get_users_settings() -> UsersSettings:
     return UsersSettings()
+
+
+async def users_config() -> UsersSettings:
+    """The dependency form (async: FastAPI runs sync dependencies in a thread pool)."""
+    return get_users_settings()

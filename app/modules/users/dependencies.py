@@ -8,15 +8,15 @@ from typing import Annotated
 from fastapi import Depends, Path
 
 from app.core.db import DBSession
-from app.modules.auth import CurrentUser
-from app.modules.users.config import UsersSettings, get_users_settings
+from app.modules.auth import ActiveUser, CurrentUser
+from app.modules.users.config import UsersSettings, users_config
 from app.modules.users.models import User
 from app.modules.users.services import UsersService
 
-UsersConfig = Annotated[UsersSettings, Depends(get_users_settings)]
+UsersConfig = Annotated[UsersSettings, Depends(users_config)]
 
 
-def get_users_service(session: DBSession, settings: UsersConfig) -> UsersService:
+async def get_users_service(session: DBSession, settings: UsersConfig) -> UsersService:
     return UsersService(session, settings)
 
 
@@ -24,9 +24,12 @@ UsersServiceDep = Annotated[UsersService, Depends(get_users_service)]
 
 
 async def get_user_by_id(
-    service: UsersServiceDep, user_id: Annotated[uuid.UUID, Path(description="user id")]
+    actor: ActiveUser,
+    service: UsersServiceDep,
+    user_id: Annotated[uuid.UUID, Path(description="user id")],
 ) -> User:
-    """The live user named by the path, or a 404 problem."""
+    """The live user named by the path, or a 404 problem. Authentication comes first, so an
+    anonymous caller learns nothing about which ids exist."""
     return await service.get(user_id=user_id)
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import DBSession
 from app.core.errors import NotFound
-from app.modules.users.config import UsersSettings, get_users_settings
+from app.modules.users.config import UsersSettings, get_users_settings, users_config
 from app.modules.users.schemas import UserCreate, UserDTO
 from app.modules.users.services import UsersService
 
@@ -27,6 +27,11 @@ class UsersGateway:
 
     async def get_by_email(self, email: str) -> UserDTO | None:
         user = await self._service.find_by_email(email=email)
+        return None if user is None else UserDTO.model_validate(user)
+
+    async def get_by_login(self, login: str) -> UserDTO | None:
+        """The live user with this email or username (as `authenticate` resolves it)."""
+        user = await self._service.find_by_login(login=login)
         return None if user is None else UserDTO.model_validate(user)
 
     async def create(self, data: UserCreate) -> UserDTO:
@@ -54,8 +59,8 @@ class UsersGateway:
         await self._service.set_password(user=user, password=password)
 
 
-def get_users_gateway(
-    session: DBSession, settings: Annotated[UsersSettings, Depends(get_users_settings)]
+async def get_users_gateway(
+    session: DBSession, settings: Annotated[UsersSettings, Depends(users_config)]
 ) -> UsersGateway:
     return UsersGateway(session, settings)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from sqlalchemy import CheckConstraint, Index, String, text
+from sqlalchemy import CheckConstraint, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, SoftDeleteMixin, TimestampMixin, UUIDPrimaryKeyMixin
@@ -36,6 +36,11 @@ class User(UUIDPrimaryKeyMixin, TimestampMixin, SoftDeleteMixin, Base):
     role: Mapped[str] = mapped_column(
         String(20), default=Role.USER.value, server_default=Role.USER.value
     )
+    # Optimistic locking: every UPDATE checks and bumps it, so of two requests that read the
+    # same version only the first write lands; the other gets a 409 instead of overwriting it.
+    version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+
+    __mapper_args__ = {"version_id_col": version}
 
     def __repr__(self) -> str:  # never shows the password hash
         return f"User(id={self.id!s}, username={self.username!r}, role={self.role!r})"

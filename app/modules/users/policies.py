@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from app.modules.users.config import UsersSettings
 from app.modules.users.models import Role
@@ -15,6 +16,11 @@ class Actor(Protocol):
 
     @property
     def role(self) -> str: ...
+
+
+class Account(Actor, Protocol):
+    @property
+    def is_active(self) -> bool: ...
 
 
 def is_admin(actor: Actor) -> bool:
@@ -36,6 +42,29 @@ def can_update(actor: Actor, target: Actor) -> bool:
 def can_manage(actor: Actor) -> bool:
     """Change role, activation or verification: admins only."""
     return is_admin(actor)
+
+
+def removes_admin(target: Account, changes: Mapping[str, Any] | None) -> bool:
+    """Whether `changes` (None: deletion) take an active administrator's powers away."""
+    if not (is_admin(target) and target.is_active):
+        return False
+    if changes is None:
+        return True
+    demoted = "role" in changes and str(changes["role"]) != Role.ADMIN
+    return demoted or changes.get("is_active") is False
+
+
+def can_remove_admin(active_admins: int) -> bool:
+    """An administrator may be demoted, deactivated or deleted only if another remains: the
+    last one cannot lock everyone out of administration (by mistake or with a stolen token)."""
+    return active_admins > 1
+
+
+def needs_password(actor: Actor, target: Account, changes: Mapping[str, Any]) -> bool:
+    """Changing your own email needs your password: else a stolen access token could move the
+    account to the thief's address and take it over with a password reset."""
+    email = changes.get("email")
+    return actor.id == target.id and email is not None and email != getattr(target, "email", None)
 
 
 def can_delete(actor: Actor, target: Actor, settings: UsersSettings) -> bool:

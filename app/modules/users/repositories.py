@@ -6,7 +6,7 @@ from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import BaseRepository
-from app.modules.users.models import User
+from app.modules.users.models import Role, User
 
 
 class UserRepository(BaseRepository[User]):
@@ -24,6 +24,17 @@ class UserRepository(BaseRepository[User]):
             User.username == username.lower()
         )
         return (await session.execute(query.limit(1))).scalar_one_or_none()
+
+    async def count_active_admins(self, session: AsyncSession) -> int:
+        """The live, active administrators, their rows locked until the transaction ends: two
+        concurrent demotions of the last two administrators cannot both pass the count."""
+        query = (
+            self._base_query()
+            .with_only_columns(User.id)
+            .where(User.role == Role.ADMIN.value, User.is_active.is_(True))
+            .with_for_update()
+        )
+        return len((await session.execute(query)).all())
 
     async def get_by_login(self, session: AsyncSession, *, login: str) -> User | None:
         """A live user by email (when the login contains '@') or username."""

@@ -51,10 +51,12 @@ class UserCreate(_Input):
 
 
 class UserUpdateMe(_Input):
-    """What users may change about themselves. A new email must be verified again."""
+    """What users may change about themselves. A new email must be verified again, and
+    changing your own email needs `current_password`."""
 
     email: Email | None = None
     username: Username | None = None
+    current_password: Password | None = None
 
 
 class UserUpdateAdmin(UserUpdateMe):
@@ -74,39 +76,4 @@ def changes(model: BaseModel) -> dict[str, Any]:
         name: value
         for name, value in model.model_dump(exclude_unset=True).items()
         if value is not None
-    }
-
-
-class ProblemDetail(BaseModel):
-    """An RFC 9457 problem, as every error response is shaped (application/problem+json)."""
-
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str
-    instance: str | None = None
-    request_id: str | None = None
-    errors: list[dict[str, Any]] | None = None
-
-
-_PROBLEM_DESCRIPTIONS = {
-    400: "Bad request",
-    401: "Missing, invalid or expired credentials",
-    403: "Not allowed",
-    404: "Not found",
-    409: "Conflict with an existing resource",
-    422: "Invalid input",
-    429: "Too many requests",
-}
-
-
-def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` documenting the given error statuses as problem+json."""
-    return {
-        code: {
-            "model": ProblemDetail,
-            "description": _PROBLEM_DESCRIPTIONS.get(code, "Error"),
-            "content": {"application/problem+json": {}},
-        }
-        for code in codes
     }

@@ -45,6 +45,9 @@ class UsersService:
     async def find_by_email(self, *, email: str) -> User | None:
         return await self.users.get_by_email(self.session, email=email)
 
+    async def find_by_login(self, *, login: str) -> User | None:
+        return await self.users.get_by_login(self.session, login=login.strip())
+
     async def list(self, *, actor: Actor, params: ListParams) -> tuple[list[User], int]:
         if not policies.can_list(actor):
             raise Forbidden("Only administrators may list users")
@@ -118,12 +121,42 @@ class UsersService:
         log.info("user_registered", user_id=str(user.id))
         return user
 
-    async def update(self, *, actor: Actor, user: User, changes: dict[str, Any]) -> User:
+    async def _check_current_password(self, user: User, current_password: str | None) -> None:
+        """422 when the password is missing, 403 when it is wrong (as for a password change)."""
+        if current_password is None:
+            message = "is required to change your email"
+            raise ValidationFailed(
+                f"current_password {message}",
+                errors=[{"loc": ["body", "current_password"], "msg": message, "type": "missing"}],
+            )
+        ok, _ = await self.hasher.verify(current_password, user.password_hash)
+        if not ok:
+            raise Forbidden("The current password is wrong")
+
+    async def _check_admin_remains(self, user: User, changes: dict[str, Any] | None) -> None:
+        if policies.removes_admin(user, changes) and not policies.can_remove_admin(
+            await self.users.count_active_admins(self.session)
+        ):
+            raise Conflict(
+                "This is the last active administrator: make another user an administrator first"
+            )
+
+    async def update(
+        self,
+        *,
+        actor: Actor,
+        user: User,
+        changes: dict[str, Any],
+        current_password: str | None = None,
+    ) -> User:
         if not policies.can_update(actor, user):
             raise Forbidden("You may not change this user")
         managed = {"role", "is_active", "is_verified"} & changes.keys()
         if managed and not policies.can_manage(actor):
             raise Forbidden("Only administrators may change role, activation or verification")
+        if policies.needs_password(actor, user, changes):
+            await self._check_current_password(user, current_password)
+        await self._check_admin_remains(user, changes)
         await self._check_unique(
             email=changes.get("email"), username=changes.get("username"), exclude=user.id
         )
@@ -140,6 +173,7 @@ class UsersService:
     async def delete(self, *, actor: Actor, user: User) -> None:
         if not policies.can_delete(actor, user, self.settings):
             raise Forbidden("You may not delete this user")
+        await self._check_admin_remains(user, None)
         await self.users.delete(self.session, user)
         publish(self.session, UserDeleted(user_id=user.id))
         await self.session.commit()

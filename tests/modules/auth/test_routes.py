@@ -237,18 +237,22 @@ def _none_alg(claims: dict[str, object]) -> str:
 
 async def test_forged_and_foreign_tokens_are_401(client: AsyncClient, admin: User) -> None:
     sub = str(admin.id)
-    good = _forge({"sub": sub})
+    issued = (await login(client, "root"))["access_token"]
+    sid = jwt.decode(issued, options={"verify_signature": False})["sid"]
+    good = _forge({"sub": sub, "sid": sid})
     assert (await client.get(ME, headers=bearer(good))).status_code == 200  # the control
     bad_tokens = [
-        _none_alg({"sub": sub}),
-        _forge({"sub": sub}, key="another-key-that-is-long-enough-for-hs256-000000"),
-        _forge({"sub": sub}, key=TEST_SECRET * 2, algorithm="HS512"),
-        _forge({"sub": sub, "aud": "someone-else"}),
-        _forge({"sub": sub, "iss": "evil"}),
-        _forge({"sub": sub, "typ": "refresh"}),
-        _forge({"sub": "not-a-uuid"}),
-        _forge({"sub": str(uuid.uuid4())}),
-        _forge({"sub": sub, "exp": int(datetime.now(UTC).timestamp()) - 5}),
+        _none_alg({"sub": sub, "sid": sid}),
+        _forge({"sub": sub, "sid": sid}, key="another-key-that-is-long-enough-for-hs256-000000"),
+        _forge({"sub": sub, "sid": sid}, key=TEST_SECRET * 2, algorithm="HS512"),
+        _forge({"sub": sub, "sid": sid, "aud": "someone-else"}),
+        _forge({"sub": sub, "sid": sid, "iss": "evil"}),
+        _forge({"sub": sub, "sid": sid, "typ": "refresh"}),
+        _forge({"sub": "not-a-uuid", "sid": sid}),
+        _forge({"sub": str(uuid.uuid4()), "sid": sid}),  # not the session's user
+        _forge({"sub": sub}),  # no session
+        _forge({"sub": sub, "sid": str(uuid.uuid4())}),  # no such session
+        _forge({"sub": sub, "sid": sid, "exp": int(datetime.now(UTC).timestamp()) - 5}),
         "not.a.jwt",
         "garbage",
     ]

@@ -40,7 +40,11 @@ async def test_update_me(
     assert renamed.json()["username"] == "alice2"
     assert renamed.json()["is_verified"] is True
 
-    moved = await client.patch(ME, json={"email": "new@example.com"}, headers=user_headers)
+    moved = await client.patch(
+        ME,
+        json={"email": "new@example.com", "current_password": DEFAULT_PASSWORD},
+        headers=user_headers,
+    )
     assert moved.status_code == 200
     assert moved.json()["email"] == "new@example.com"
     assert moved.json()["is_verified"] is False  # a new address must be verified again
@@ -49,7 +53,11 @@ async def test_update_me(
         await client.patch(ME, json={"username": "TAKEN"}, headers=user_headers)
     ).status_code == 409
     assert (
-        await client.patch(ME, json={"email": "Taken@Example.com"}, headers=user_headers)
+        await client.patch(
+            ME,
+            json={"email": "Taken@Example.com", "current_password": DEFAULT_PASSWORD},
+            headers=user_headers,
+        )
     ).status_code == 409
     assert (await client.patch(ME, json={"role": "admin"}, headers=user_headers)).status_code == 422
     assert (await client.patch(ME, json={"username": "a"}, headers=user_headers)).status_code == 422
@@ -201,10 +209,10 @@ async def test_self_delete_can_be_disabled(
     client: AsyncClient, user: User, user_headers: Headers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from app.main import create_app  # noqa: F401  (the app is already built; override the dep)
-    from app.modules.users.config import UsersSettings, get_users_settings
+    from app.modules.users.config import UsersSettings, users_config
 
     app = client._transport.app  # type: ignore[attr-defined]
-    app.dependency_overrides[get_users_settings] = lambda: UsersSettings(
+    app.dependency_overrides[users_config] = lambda: UsersSettings(
         _env_file=None,
         self_delete_allowed=False,
         password_hash_time_cost=1,
@@ -214,7 +222,7 @@ async def test_self_delete_can_be_disabled(
     try:
         assert (await client.delete(ME, headers=user_headers)).status_code == 403
     finally:
-        app.dependency_overrides.pop(get_users_settings)
+        app.dependency_overrides.pop(users_config)
 
 
 async def test_list_filters_on_dates(

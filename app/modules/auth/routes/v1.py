@@ -9,6 +9,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from app.core.config import Settings
 from app.core.db import DBSession
+from app.core.errors import problems
 from app.core.mail import Mailer
 from app.core.ratelimit import RateLimits
 from app.modules.auth.config import AuthConfig
@@ -21,7 +22,6 @@ from app.modules.auth.schemas import (
     RegisterIn,
     TokenIn,
     TokenPair,
-    problems,
 )
 from app.modules.auth.services import AuthService
 from app.modules.users import UserDTO, UsersGatewayDep
@@ -31,7 +31,7 @@ router = APIRouter()
 EMAIL_SENT = "If the address belongs to an account, an email is on its way."
 
 
-def get_auth_service(
+async def get_auth_service(
     session: DBSession,
     settings: AuthConfig,
     app_settings: Annotated[Settings, Depends(get_app_settings)],

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response, status
 
 from app.core.db import FilterSpec, ListParams, Page, list_params
-from app.core.errors import Forbidden
+from app.core.errors import Forbidden, problems
 from app.modules.auth import ActiveUser, CurrentSessionId, require_role
 from app.modules.users import policies
 from app.modules.users.dependencies import Me, UserById, UsersServiceDep
@@ -19,7 +19,6 @@ from app.modules.users.schemas import (
     UserUpdateAdmin,
     UserUpdateMe,
     changes,
-    problems,
 )
 
 router = APIRouter()
@@ -53,14 +52,18 @@ async def read_me(me: Me) -> UserDTO:
 
 @router.patch("/me", response_model=UserDTO, responses=problems(401, 403, 409, 422))
 async def update_me(body: UserUpdateMe, me: Me, service: UsersServiceDep) -> UserDTO:
-    """Change your username or email (a new email must be verified again)."""
-    user = await service.update(actor=me, user=me, changes=changes(body))
+    """Change your username or email (a new email must be verified again). Changing the email
+    needs `current_password`: 422 when it is missing, 403 when it is wrong."""
+    data = changes(body)
+    current_password = data.pop("current_password", None)
+    user = await service.update(actor=me, user=me, changes=data, current_password=current_password)
     return UserDTO.model_validate(user)
 
 
-@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 403))
+@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 403, 409))
 async def delete_me(me: Me, service: UsersServiceDep) -> Response:
-    """Delete your account (soft delete) and end every session."""
+    """Delete your account (soft delete) and end every session. The last active administrator
+    cannot (409)."""
     await service.delete(actor=me, user=me)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -109,15 +112,24 @@ async def read_user(user: UserById, actor: ActiveUser) -> UserDTO:
 async def update_user(
     body: UserUpdateAdmin, user: UserById, actor: ActiveUser, service: UsersServiceDep
 ) -> UserDTO:
-    """Change a user (role, activation and verification: administrators only)."""
-    updated = await service.update(actor=actor, user=user, changes=changes(body))
+    """Change a user (role, activation and verification: administrators only). Changing your
+    own email needs `current_password` (422 missing, 403 wrong); demoting or deactivating the
+    last active administrator is refused (409)."""
+    data = changes(body)
+    current_password = data.pop("current_password", None)
+    updated = await service.update(
+        actor=actor, user=user, changes=data, current_password=current_password
+    )
     return UserDTO.model_validate(updated)
 
 
 @router.delete(
-    "/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 403, 404, 422)
+    "/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems(401, 403, 404, 409, 422),
 )
 async def delete_user(user: UserById, actor: ActiveUser, service: UsersServiceDep) -> Response:
-    """Delete a user (soft delete) and end their sessions."""
+    """Delete a user (soft delete) and end their sessions; not the last active
+    administrator (409)."""
     await service.delete(actor=actor, user=user)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,126 @@
+"""Reliability suite (issue #9): the feature modules' fixtures, and helpers to run private
+servers (PostgreSQL, Redis, uvicorn) that the tests may stop and start at will."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+# The users/auth fixtures (cheap argon2id, admin, bearer...) are shared with tests/modules.
+from tests.modules.conftest import (
+    Headers,
+    admin,
+    admin_headers,
+    bearer,
+    login,
+    make_user,
+    user,
+    user_headers,
+)
+from tests.support import PROJECT_ROOT
+
+__all__ = [
+    "Headers",
+    "admin",
+    "admin_headers",
+    "bearer",
+    "free_port",
+    "login",
+    "make_user",
+    "user",
+    "user_headers",
+    "wait_until",
+]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+async def wait_until(predicate: object, *, within: float, interval: float = 0.05) -> float:
+    """Await `predicate()` (sync or async) until it is true; return the seconds it took."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while True:
+        result = predicate()  # type: ignore[operator]
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return loop.time() - start
+        if loop.time() - start > within:
+            raise AssertionError(f"condition not met within {within} s")
+        await asyncio.sleep(interval)
+
+
+def server_env(**values: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
+    env.update({"APP_ENV": "test", "LOG_LEVEL": "WARNING"})
+    env.update(values)
+    return env
+
+
+class Uvicorn:
+    """`app serve` as a real server process on a free loopback port."""
+
+    def __init__(self, env: dict[str, str], *, cwd: Path = PROJECT_ROOT) -> None:
+        self.port = free_port()
+        self.env = {**env, "SERVER_HOST": "127.0.0.1", "SERVER_PORT": str(self.port)}
+        self.cwd = cwd
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, within: float = 20) -> Uvicorn:
+        self.process = subprocess.Popen(
+            [str(PROJECT_ROOT / ".venv/bin/app"), "serve"],
+            cwd=self.cwd,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                error = self.process.stderr.read().decode() if self.process.stderr else ""
+                raise RuntimeError(f"app serve exited: {error[-2000:]}")
+            if port_open(self.port):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("app serve did not listen in time")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+def uvicorn_server(env: dict[str, str]) -> Iterator[Uvicorn]:
+    server = Uvicorn(env).start()
+    try:
+        yield server
+    finally:
+        server.stop()

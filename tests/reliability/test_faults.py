@@ -1,0 +1,413 @@
+"""Failing dependencies, for real: a private PostgreSQL, Redis and SMTP server that these tests
+stop and start (the session's shared servers are never touched), and a worker killed mid-task."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import AsyncIterator, Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from alembic import command
+from asgi_lifespan import LifespanManager
+from fastapi import APIRouter, FastAPI
+from httpx import AsyncClient
+from redis.asyncio import Redis
+from sqlalchemy import func, select
+
+from app.core.cache import Cache
+from app.core.embedded import EmbeddedRedis
+from app.core.mail import MailService, MailTemplates
+from app.core.mail.catcher import MailCatcher
+from app.core.mail.service import send_mail_task
+from app.core.queue import broker
+from app.core.queue.broker import AppBroker, ReclaimingStreamBroker
+from app.main import create_app
+from app.modules.users.models import User
+from tests.conftest import Services, make_settings
+from tests.factories.users import create_user
+from tests.reliability.conftest import bearer, free_port, login, server_env, wait_until
+from tests.reliability.figures import record
+from tests.support import PROJECT_ROOT, alembic_config, http_client
+
+RECOVERY_LIMIT = 5.0
+
+
+@dataclass
+class PrivatePostgres:
+    server: Any
+    url: str
+
+    def stop(self) -> None:
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
+
+        server = self.server
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+
+    def start(self) -> None:
+        self.server.ensure_postgres_running()
+
+
+def _private_dir(prefix: str) -> Generator[Path, None, None]:
+    """A directory of this run's own (pytest's numbered tmp dirs can collide between two
+    concurrent runs), removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix=f"reliability-{prefix}-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def private_postgres() -> Iterator[PrivatePostgres]:
+    import pgserver
+
+    directory = _private_dir("pg")
+    server = pgserver.get_server(  # type: ignore[attr-defined]
+        str(next(directory) / "data"), cleanup_mode="delete"
+    )
+    server.psql('CREATE DATABASE "faults";')
+    host = server.get_uri().partition("?")[2].removeprefix("host=")
+    url = f"postgresql://postgres@/faults?host={quote(host)}"
+    command.upgrade(alembic_config(url), "head")
+    try:
+        yield PrivatePostgres(server, url)
+    finally:
+        server.cleanup()
+        directory.close()
+
+
+@pytest.fixture(scope="module")
+def private_redis() -> Iterator[EmbeddedRedis]:
+    directory = _private_dir("redis")
+    redis = EmbeddedRedis(next(directory))
+    redis.start()
+    try:
+        yield redis
+    finally:
+        redis.stop()
+        directory.close()
+
+
+cached_router = APIRouter()
+computed: list[int] = []
+
+
+@cached_router.get("/test/cached/{n}")
+async def cached_square(n: int, cache: Cache) -> dict[str, int]:
+    async def compute() -> int:
+        computed.append(n)
+        return n * n
+
+    return {"square": await cache.get_or_set(f"square:{n}", compute)}
+
+
+@pytest.fixture(scope="module")
+async def faulty_app(
+    services: Services, private_postgres: PrivatePostgres, private_redis: EmbeddedRedis
+) -> AsyncIterator[FastAPI]:
+    settings = make_settings(
+        services,
+        database_url=private_postgres.url,
+        redis_url=private_redis.url,
+        db_pool_timeout=1,
+        redis_timeout=0.5,
+        health_timeout=0.5,
+    )
+    app = create_app(settings)
+    app.include_router(cached_router)
+    async with LifespanManager(app):
+        yield app
+
+
+@pytest.fixture
+async def http(faulty_app: FastAPI) -> AsyncIterator[AsyncClient]:
+    async with http_client(faulty_app) as client:
+        yield client
+
+
+async def _users(app: FastAPI) -> int:
+    async with app.state.database.sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(User)) or 0)
+
+
+async def test_postgres_down_is_503_then_recovers_alone_without_partial_writes(
+    faulty_app: FastAPI, http: AsyncClient, private_postgres: PrivatePostgres
+) -> None:
+    async with faulty_app.state.database.sessionmaker() as session:
+        user = await create_user(session, username="pgfault", email="pgfault@example.com")
+    headers = bearer((await login(http, "pgfault"))["access_token"])
+    before = await _users(faulty_app)
+    registration = {
+        "email": "during@example.com",
+        "username": "during",
+        "password": "long-password-1",
+    }
+
+    private_postgres.stop()
+    try:
+        ready = await http.get("/health/ready")
+        assert ready.status_code == 503
+        assert ready.json()["checks"] == {"database": "fail", "redis": "ok"}
+        for method, url, body in [
+            ("GET", f"/api/v1/users/{user.id}", None),
+            ("GET", "/api/v1/users/me", None),
+            ("POST", "/api/v1/auth/register", registration),
+            ("PATCH", "/api/v1/users/me", {"username": "renamed"}),
+        ]:
+            response = await http.request(method, url, json=body, headers=headers)
+            assert response.status_code == 503, (method, url, response.text)
+            assert response.headers["content-type"] == "application/problem+json"
+            assert response.headers["retry-after"] == "5"
+    finally:
+        private_postgres.start()
+
+    async def answers() -> bool:
+        response = await http.get(f"/api/v1/users/{user.id}", headers=headers)
+        return response.status_code == 200
+
+    recovered = await wait_until(answers, within=RECOVERY_LIMIT)
+    assert (await http.get("/health/ready")).status_code == 200
+    record("postgres_outage", recovery_s=round(recovered, 2))
+    # Nothing of the refused writes was stored; the same requests now succeed once.
+    assert await _users(faulty_app) == before
+    me = (await http.get("/api/v1/users/me", headers=headers)).json()
+    assert me["username"] == "pgfault"
+    assert (await http.post("/api/v1/auth/register", json=registration)).status_code == 201
+    assert await _users(faulty_app) == before + 1
+
+
+async def test_redis_down_degrades_and_recovers_alone(
+    services: Services,
+    faulty_app: FastAPI,
+    http: AsyncClient,
+    private_redis: EmbeddedRedis,
+    private_postgres: PrivatePostgres,
+) -> None:
+    async with faulty_app.state.database.sessionmaker() as session:
+        user = await create_user(session, username="rdfault", email="rdfault@example.com")
+    headers = bearer((await login(http, "rdfault"))["access_token"])
+    url = f"/api/v1/users/{user.id}"
+    closed = create_app(
+        make_settings(
+            services,
+            database_url=private_postgres.url,
+            redis_url=private_redis.url,
+            redis_timeout=0.5,
+            rate_limit_fail_open=False,
+        )
+    )
+    computed.clear()
+    assert (await http.get("/test/cached/3")).json() == {"square": 9}
+    assert (await http.get("/test/cached/3")).json() == {"square": 9}
+    assert computed == [3]  # the second read came from Redis
+
+    private_redis.stop()
+    try:
+        ready = await http.get("/health/ready")
+        assert ready.status_code == 503
+        assert ready.json()["checks"] == {"database": "ok", "redis": "fail"}
+        # Cached reads still answer (computed), API reads too: the limiter fails open...
+        assert (await http.get("/test/cached/3")).json() == {"square": 9}
+        assert computed == [3, 3]
+        opened = await http.get(url, headers=headers)
+        assert opened.status_code == 200
+        # ...or closed, as RATE_LIMIT_FAIL_OPEN says.
+        async with (
+            LifespanManager(closed),
+            http_client(closed) as strict,
+        ):
+            refused = await strict.get(url, headers=headers)
+        assert refused.status_code == 429
+        assert refused.headers["content-type"] == "application/problem+json"
+    finally:
+        private_redis.start()
+
+    async def ready_again() -> bool:
+        return (await http.get("/health/ready")).status_code == 200
+
+    recovered = await wait_until(ready_again, within=RECOVERY_LIMIT)
+    record("redis_outage", recovery_s=round(recovered, 2))
+    counted = [await http.get(url, headers=headers) for _ in range(2)]
+    remaining = [int(r.headers["ratelimit-remaining"]) for r in counted]
+    assert remaining[0] > remaining[1]  # the limiter counts again
+    computed.clear()
+    await http.get("/test/cached/4")
+    await http.get("/test/cached/4")
+    assert computed == [4]  # and the cache caches again
+
+
+async def test_queued_mail_waits_out_an_smtp_outage(faulty_app: FastAPI) -> None:
+    port = free_port()
+    catcher = MailCatcher(port=port)
+    mailer = MailService(
+        faulty_app.state.settings.model_copy(update={"smtp_port": port, "smtp_timeout": 2}),
+        faulty_app.state.mailer.templates,
+    )
+    # The task resolves its mailer from the app's state, as a worker does.
+    previous = faulty_app.state.mailer
+    faulty_app.state.mailer = mailer
+    try:
+        message = mailer.build(to="patient@example.com", subject="After the outage", text="hi")
+        # Nothing listens on the port: each attempt fails, and is retried with backoff.
+        await send_mail_task.kicker().with_labels(delay=0.2, max_retries=6).kiq(message.as_string())
+        await asyncio.sleep(0.3)
+        assert catcher.handler.messages == []
+        catcher.start()
+        try:
+            await asyncio.wait_for(broker.wait_all(), 15)
+            assert [m["Subject"] for m in catcher.handler.messages] == ["After the outage"]
+        finally:
+            catcher.stop()
+    finally:
+        faulty_app.state.mailer = previous
+
+
+async def test_a_task_whose_worker_was_killed_is_delivered_again_and_completes_once(
+    services: Services, private_redis: EmbeddedRedis, private_postgres: PrivatePostgres
+) -> None:
+    """`app worker` on the Redis stream is SIGKILLed while sending a mail (its SMTP server
+    accepted the connection and stalls); a second worker claims the unacknowledged task after
+    QUEUE_REDELIVERY_TIMEOUT and delivers it. The mail arrives exactly once."""
+    from taskiq.kicker import AsyncKicker
+    from taskiq_redis import RedisStreamBroker
+
+    connected = asyncio.Event()
+    stalled: list[asyncio.StreamWriter] = []
+
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        stalled.append(writer)  # never greets: the worker waits inside the task
+        connected.set()
+
+    staller = await asyncio.start_server(stall, "127.0.0.1", 0)
+    stall_port = staller.sockets[0].getsockname()[1]
+    catcher = MailCatcher().start()
+    base = server_env(
+        DATABASE_URL=private_postgres.url,
+        REDIS_URL=private_redis.url,
+        QUEUE_BROKER="redis",
+        QUEUE_REDELIVERY_TIMEOUT="1",
+        SMTP_HOST="127.0.0.1",
+        SMTP_TIMEOUT="30",
+        APP_NAME="killtest",
+    )
+    producer = RedisStreamBroker(url=private_redis.url, queue_name="killtest:tasks")
+    await producer.startup()
+    workers: list[asyncio.subprocess.Process] = []
+
+    async def start_worker(smtp_port: int) -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
+            str(PROJECT_ROOT / ".venv/bin/app"), "worker",
+            cwd=PROJECT_ROOT, env={**base, "SMTP_PORT": str(smtp_port)},
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: the worker and its children
+        )  # fmt: skip
+        workers.append(process)
+        return process
+
+    try:
+        doomed = await start_worker(stall_port)
+        message = MailService(make_settings(services), MailTemplates({})).build(
+            to="once@example.com", subject="Exactly once", text="hi"
+        )
+        kicker: AsyncKicker[[str], None] = AsyncKicker(
+            task_name="core.mail.send", broker=producer, labels={}
+        )
+        await kicker.kiq(message.as_string())
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.wait_for(connected.wait(), 20)  # the task is running in the worker
+        in_task = loop.time() - started
+        os.killpg(doomed.pid, signal.SIGKILL)  # the worker and its children, like an OOM kill
+        await doomed.wait()
+        killed_at = loop.time()
+        await start_worker(catcher.port)
+        await wait_until(lambda: catcher.handler.messages, within=20)
+        redelivered = loop.time() - killed_at
+
+        async def acknowledged() -> bool:
+            pending = await redis.xpending("killtest:tasks", "killtest:workers")
+            return int(pending["pending"]) == 0
+
+        redis = Redis.from_url(private_redis.url)
+        try:
+            await wait_until(acknowledged, within=5)
+        finally:
+            await redis.aclose()
+        # Acknowledged, so never delivered again: exactly one mail.
+        assert [m["Subject"] for m in catcher.handler.messages] == ["Exactly once"]
+        record("worker_killed", in_task_after_s=round(in_task, 2),
+               redelivered_after_s=round(redelivered, 2))  # fmt: skip
+    finally:
+        for process in workers:
+            if process.returncode is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
+        await producer.shutdown()
+        catcher.stop()
+        for writer in stalled:
+            writer.close()
+        staller.close()
+
+
+async def test_an_abandoned_task_is_reclaimed_on_an_idle_queue(
+    private_redis: EmbeddedRedis,
+) -> None:
+    """In process, the same guarantee: a message read and never acknowledged (its reader
+    died) is handed to another consumer once idle for `idle_timeout`, with no new traffic."""
+    from taskiq import BrokerMessage
+
+    def consumer(name: str) -> ReclaimingStreamBroker:
+        return ReclaimingStreamBroker(
+            url=private_redis.url,
+            queue_name="reclaim:tasks",
+            consumer_group_name="reclaim:workers",
+            consumer_name=name,
+            consumer_id="0",
+            xread_block=100,
+            idle_timeout=200,
+        )
+
+    first, second = consumer("first"), consumer("second")
+    await first.startup()
+    await second.startup()
+    try:
+        await first.kick(BrokerMessage(task_id="1", task_name="t", message=b"payload", labels={}))
+        dying = first.listen()
+        taken = await anext(dying)
+        assert taken.data == b"payload"
+        await dying.aclose()  # read, never acknowledged: the reader "died"
+
+        listener = second.listen()
+        claimed = await asyncio.wait_for(anext(listener), 5)
+        assert claimed.data == b"payload"
+        acknowledged = claimed.ack()
+        assert acknowledged is not None
+        await acknowledged
+        await listener.aclose()
+        redis = Redis.from_url(private_redis.url)
+        try:
+            pending = await redis.xpending("reclaim:tasks", "reclaim:workers")
+        finally:
+            await redis.aclose()
+        assert pending["pending"] == 0
+    finally:
+        await first.shutdown()
+        await second.shutdown()
+
+
+def test_the_app_broker_reclaims_after_queue_redelivery_timeout(services: Services) -> None:
+    app_broker = AppBroker()
+    app_broker.configure(
+        make_settings(services, queue_broker="redis", queue_redelivery_timeout=2.5)
+    )
+    assert isinstance(app_broker.transport, ReclaimingStreamBroker)
+    assert app_broker.transport.idle_timeout == 2500
+    assert app_broker.transport.queue_name == "app:tasks"
