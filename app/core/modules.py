@@ -11,7 +11,7 @@ import importlib
 import importlib.util
 import pkgutil
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 
@@ -56,5 +56,7 @@ def discover_modules(packages: Iterable[str] = DEFAULT_PACKAGES) -> list[ModuleS
             if not isinstance(spec, ModuleSpec):
                 continue
             _import_submodules(module)
+            if spec.templates_dir is None:  # by convention, the package's emails/ folder
+                spec = replace(spec, templates_dir=Path(next(iter(module.__path__))) / "emails")
             specs.append(spec)
     return specs

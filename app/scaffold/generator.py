@@ -74,11 +74,14 @@ class Column:
 
 
 def singular(name: str) -> str:
+    """English plural to singular for the usual table names; `--entity` covers the rest."""
     if name.endswith("ies") and len(name) > 4:
         return name[:-3] + "y"
-    if name.endswith(("sses", "xes", "ches", "shes")):
+    if name.endswith(("sses", "xes", "ches", "shes", "uses")):
         return name[:-2]
-    if name.endswith("s") and not name.endswith("ss") and len(name) > 3:
+    if name.endswith(("ss", "us", "is")):
+        return name
+    if name.endswith("s") and len(name) > 3:
         return name[:-1]
     return name
 

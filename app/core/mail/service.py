@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import email
 import email.policy
-import importlib
 import mimetypes
-import pkgutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -34,7 +32,7 @@ from jinja2 import (
 from taskiq import TaskiqDepends
 
 from app.core.config import Settings
-from app.core.modules import DEFAULT_PACKAGES, ModuleSpec
+from app.core.modules import DEFAULT_PACKAGES, discover_modules
 from app.core.queue import broker
 
 log = structlog.get_logger("app.mail")
@@ -56,20 +54,11 @@ class RenderedMail:
 
 def module_template_dirs(packages: Iterable[str] = DEFAULT_PACKAGES) -> dict[str, Path]:
     """`{module name: its emails folder}` for every feature module that has one."""
-    found: dict[str, Path] = {}
-    for package_name in packages:
-        package = importlib.import_module(package_name)
-        for info in pkgutil.iter_modules(package.__path__):
-            if not info.ispkg or info.name.startswith("_"):
-                continue
-            module = importlib.import_module(f"{package_name}.{info.name}")
-            spec = getattr(module, "module", None)
-            if not isinstance(spec, ModuleSpec):
-                continue
-            folder = spec.templates_dir or Path(next(iter(module.__path__))) / "emails"
-            if folder.is_dir():
-                found[spec.name] = folder
-    return found
+    return {
+        spec.name: spec.templates_dir
+        for spec in discover_modules(packages)
+        if spec.templates_dir is not None and spec.templates_dir.is_dir()
+    }
 
 
 class MailTemplates:
