@@ -43,25 +43,53 @@ def _with_embedded_services() -> None:
 
 @cli.command()
 def dev(
-    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    host: Annotated[str | None, typer.Option(help="defaults to SERVER_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="defaults to SERVER_PORT")] = None,
     reload: Annotated[bool, typer.Option(help="restart on code changes")] = True,
+    worker: Annotated[bool, typer.Option(help="also run a task worker (mail, jobs)")] = True,
 ) -> None:
-    """Development server: embedded services when needed, migrations, reload on :8000."""
+    """Development server: embedded services when needed, migrations, a task worker, and the
+    API with reload on SERVER_HOST:SERVER_PORT (127.0.0.1:8000)."""
     import uvicorn
+
+    from app.core.logging import configure_logging
 
     _settings_or_exit()
     _with_embedded_services()
+    settings = get_settings()
+    configure_logging(level=settings.log_level, json_logs=settings.json_logs)
     _run_alembic("upgrade", "head")
+    if worker:
+        _start_dev_worker()
     uvicorn.run(
         "app.main:create_app",
         factory=True,
-        host=host,
-        port=port,
+        host=host or settings.server_host,
+        port=port or settings.server_port,
         reload=reload,
         reload_dirs=[str(PROJECT_ROOT / "app")],
         log_config=None,
     )
+
+
+def _start_dev_worker() -> None:
+    """`app worker` beside the dev server, so queued mail and jobs run; stopped on exit."""
+    import atexit
+    import subprocess
+
+    process = subprocess.Popen(  # the embedded services' URLs are in the environment
+        [sys.executable, "-c", "from app.cli import main; main()", "worker"]
+    )
+
+    def stop() -> None:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    atexit.register(stop)
 
 
 @cli.command()
@@ -145,9 +173,13 @@ def _alembic_config() -> object:
 def _run_alembic(command_name: str, *args: object, **kwargs: object) -> None:
     from alembic import command
 
+    from app.core.logging import configure_logging
+
     _settings_or_exit()
     if get_settings().app_env is not Environment.PRODUCTION:
         _with_embedded_services()
+    settings = get_settings()
+    configure_logging(level=settings.log_level, json_logs=settings.json_logs)  # shows progress
     getattr(command, command_name)(_alembic_config(), *args, **kwargs)
 
 

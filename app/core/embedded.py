@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -35,6 +36,8 @@ def _free_port() -> int:
 
 def start_postgres(data_dir: Path, *, database: str = "app") -> str:
     """Start (or reuse) a PostgreSQL cluster under `data_dir`; return a URL to `database`."""
+    # pgserver's platformdirs warns about XDG_RUNTIME_DIR on servers and containers; harmless.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     try:
         import pgserver
     except ImportError as error:  # pragma: no cover - only without dev dependencies
