@@ -114,7 +114,11 @@ def _render(logger: Any, method_name: str, event_dict: EventDict) -> Any:
 def _renderer(json_logs: bool) -> Any:
     if json_logs:
         return structlog.processors.JSONRenderer(serializer=_orjson_dumps)
-    return structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    # Plain tracebacks: rich's (the default when rich is installed) took 1-5 s per error, held
+    # the event loop meanwhile, and printed every frame's locals, secrets included.
+    return structlog.dev.ConsoleRenderer(
+        colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+    )
 
 
 def configure_logging(*, level: str = "INFO", json_logs: bool = False) -> None:
