@@ -9,7 +9,11 @@ BIN := $(VENV)/bin
 UV := $(shell command -v uv 2>/dev/null || echo $(BIN)/uv)
 STAMP := $(VENV)/.synced
 
-.PHONY: help install lock dev test lint fmt typecheck contracts migrate revision clean bench fuzz
+# Bytecode is written (some machines disable it globally): the tests start many Python processes
+# (servers, workers, the generator's project copy) and each would otherwise recompile the project.
+unexport PYTHONDONTWRITEBYTECODE
+
+.PHONY: help install lock dev test unit e2e coverage lint fmt typecheck contracts migrate revision clean bench fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,9 +52,17 @@ typecheck: install ## mypy --strict
 contracts: install ## import-linter module boundaries
 	$(BIN)/lint-imports
 
-test: install lint typecheck contracts ## everything CI checks: lint, types, contracts, tests with coverage
-	$(BIN)/coverage run -m pytest
-	$(BIN)/coverage report
+test: install ## lint, types, import contracts and the tests, run side by side
+	@$(MAKE) --no-print-directory -j 4 lint typecheck contracts unit
+
+unit: install ## the tests only (pytest on two workers), without the end-to-end runs
+	$(BIN)/pytest -n 2 --dist loadgroup -m "not e2e"
+
+e2e: install ## end to end: the generator on a project copy, a 1 s benchmark smoke (CI runs it)
+	$(BIN)/pytest -n 2 --dist loadgroup -m e2e
+
+coverage: install ## every test with a branch-coverage report; fails under 90 %
+	$(BIN)/pytest -n 2 --dist loadgroup --cov --cov-report=term-missing:skip-covered
 
 migrate: install ## apply migrations (alembic upgrade head)
 	$(BIN)/app migrate upgrade head

@@ -31,7 +31,8 @@ def bench_env(services: Services) -> Iterator[dict[str, str]]:
         }
 
 
-@pytest.mark.slow
+# End to end (a project copy / two real servers): `make e2e`, run by CI after `make test`.
+@pytest.mark.e2e
 def test_benchmark_smoke_run_produces_a_report(bench_env: dict[str, str], tmp_path: Path) -> None:
     report_path = tmp_path / "bench.json"
     result = subprocess.run(
