@@ -18,11 +18,12 @@ from bench.run import (
     BIN,
     RESULTS,
     ROOT,
+    _create_admin,
     _free_port,
     _load,
-    _prepare_user,
     _server_env,
     _services,
+    _sign_in,
     _start,
 )
 
@@ -70,7 +71,7 @@ def main() -> None:
     process, _ = _start(command, env, port, RESULTS / f"profile-{args.scenario}.log")
     try:
         base = f"http://127.0.0.1:{port}"
-        token, user_id = _prepare_user(env, base)
+        token, user_id = _sign_in(_create_admin(env), base)
         path, headers = "/health/live", {}
         if args.scenario == "users":
             path, headers = f"/api/v1/users/{user_id}", {"Authorization": f"Bearer {token}"}
