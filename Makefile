@@ -13,7 +13,7 @@ STAMP := $(VENV)/.synced
 # (servers, workers, the generator's project copy) and each would otherwise recompile the project.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help install lock dev test unit e2e coverage lint fmt typecheck contracts migrate revision clean bench fuzz
+.PHONY: help install lock dev test unit e2e lint fmt typecheck contracts migrate revision clean bench fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,14 +55,11 @@ contracts: install ## import-linter module boundaries
 test: install ## lint, types, import contracts and the tests, run side by side
 	@$(MAKE) --no-print-directory -j 4 lint typecheck contracts unit
 
-unit: install ## the tests only (pytest on two workers), without the end-to-end runs
-	$(BIN)/pytest -n 2 --dist loadgroup -m "not e2e"
+unit: install ## the tests (two xdist workers) with branch coverage; fails under 90 % of app/
+	$(BIN)/pytest -n 2 --dist loadgroup -m "not e2e" --cov --cov-report=term-missing:skip-covered
 
 e2e: install ## end to end: the generator on a project copy, a 1 s benchmark smoke (CI runs it)
 	$(BIN)/pytest -n 2 --dist loadgroup -m e2e
-
-coverage: install ## every test with a branch-coverage report; fails under 90 %
-	$(BIN)/pytest -n 2 --dist loadgroup --cov --cov-report=term-missing:skip-covered
 
 migrate: install ## apply migrations (alembic upgrade head)
 	$(BIN)/app migrate upgrade head

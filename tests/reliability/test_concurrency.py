@@ -214,6 +214,8 @@ async def test_256_connections_on_a_user_lookup_no_error_no_timeout(
         assert (await http.get(f"{server.url}/health/ready")).status_code == 200
 
 
+# Not measured by coverage: it repeats paths the functional tests cover, many times over.
+@pytest.mark.no_cover
 async def test_200_concurrent_registrations_of_one_email_make_one_user(
     client: AsyncClient, session: AsyncSession
 ) -> None:
@@ -233,6 +235,8 @@ async def test_200_concurrent_registrations_of_one_email_make_one_user(
     assert users == 1
 
 
+# Not measured by coverage: it repeats paths the functional tests cover, many times over.
+@pytest.mark.no_cover
 async def test_one_refresh_token_presented_concurrently_rotates_once(
     client: AsyncClient, make_user: Any, session: AsyncSession
 ) -> None:
@@ -256,6 +260,8 @@ async def test_one_refresh_token_presented_concurrently_rotates_once(
     assert all(row.revoked_at is not None for row in rows)
 
 
+# Not measured by coverage: it repeats paths the functional tests cover, many times over.
+@pytest.mark.no_cover
 async def test_concurrent_patches_never_lose_a_write_silently(
     app: FastAPI, client: AsyncClient, make_user: Any, admin_headers: Headers
 ) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import hypothesis
 import hypothesis.errors
+import pytest
 import schemathesis
 from fastapi import FastAPI
 from httpx import AsyncClient
@@ -97,6 +98,8 @@ def _run(
         failures.append(f"{mode.value} {operation.label}:\n{str(error)[:1500]}")
 
 
+# Not measured by coverage: it repeats paths the functional tests cover, many times over.
+@pytest.mark.no_cover
 async def test_every_operation_conforms_to_its_schema(
     app: FastAPI, client: AsyncClient, make_user: Any
 ) -> None:

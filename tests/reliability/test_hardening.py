@@ -159,6 +159,8 @@ UNICODE = [
 LONE_SURROGATES = ['"\\ud800"', '"a\\udfffb"', '"\\udbff\\udbff"']
 
 
+# Not measured by coverage: it repeats paths the functional tests cover, many times over.
+@pytest.mark.no_cover
 async def test_unicode_edge_cases_are_4xx_never_5xx(
     client: AsyncClient, user_headers: Headers, admin_headers: Headers
 ) -> None:
@@ -254,6 +256,8 @@ def production_hashing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     get_users_settings.cache_clear()
 
 
+# Not measured by coverage: it repeats paths the functional tests cover, many times over.
+@pytest.mark.no_cover
 async def test_forgot_password_same_answer_similar_time_known_or_unknown(
     client: AsyncClient,
     make_user: Any,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from httpx import AsyncClient
 
 from tests.modules.conftest import Headers
@@ -40,6 +41,8 @@ BODIES: list[dict[str, Any]] = [
 ]
 
 
+# Not measured by coverage: it repeats paths the functional tests cover, many times over.
+@pytest.mark.no_cover
 async def test_no_input_gives_a_500(client: AsyncClient, admin_headers: Headers) -> None:
     odd = {"Authorization": "Bearer a.b.c ;; \x7f"}
     for headers in ({}, admin_headers, odd):

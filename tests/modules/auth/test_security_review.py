@@ -41,6 +41,8 @@ def many_logins(auth_settings: Callable[..., AuthSettings]) -> AuthSettings:
     return auth_settings(login_rate_limit_ip="1000/minute", email_rate_limit="1000/hour")
 
 
+# Not measured by coverage: it repeats paths the functional tests cover, many times over.
+@pytest.mark.no_cover
 async def test_logout_all_racing_refreshes_leaves_no_live_token(
     client: AsyncClient, user: User, session: AsyncSession, many_logins: AuthSettings
 ) -> None:
@@ -55,6 +57,8 @@ async def test_logout_all_racing_refreshes_leaves_no_live_token(
         assert await _live_tokens(session, user.id) == 0
 
 
+# Not measured by coverage: it repeats paths the functional tests cover, many times over.
+@pytest.mark.no_cover
 async def test_reuse_detection_racing_a_refresh_leaves_no_live_token(
     client: AsyncClient, user: User, session: AsyncSession, many_logins: AuthSettings
 ) -> None:
@@ -69,6 +73,8 @@ async def test_reuse_detection_racing_a_refresh_leaves_no_live_token(
         assert await _live_tokens(session, user.id) == 0
 
 
+# Not measured by coverage: it repeats paths the functional tests cover, many times over.
+@pytest.mark.no_cover
 async def test_password_reset_racing_refreshes_leaves_no_live_token(
     client: AsyncClient,
     user: User,
