@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -178,26 +179,28 @@ async def test_256_connections_on_a_user_lookup_no_error_no_timeout(
     async with httpx.AsyncClient() as http:
         assert (await http.get(url, headers=headers)).status_code == 200
 
+    stop_sampling = asyncio.Event()
+
     async def peak_connections() -> int:
+        # Stopped by an event, not cancelled: a cancel landing mid-query would fail the test.
         peak = 0
-        while True:
+        while not stop_sampling.is_set():
             count = await session.scalar(
                 text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"),
                 {"name": APP_NAME},
             )
             await session.rollback()
             peak = max(peak, int(count or 0))
-            try:
-                await asyncio.sleep(0.25)
-            except asyncio.CancelledError:
-                return peak
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop_sampling.wait(), timeout=0.25)
+        return peak
 
     generate = _wrk if shutil.which("wrk") else _asyncio_load
     # Warm-up at full concurrency (not measured): the pool opens its connections.
     warm_up = await generate(url, headers, WARM_UP_SECONDS)
     sampler = asyncio.create_task(peak_connections())
     result = await generate(url, headers, LOAD_SECONDS)
-    sampler.cancel()
+    stop_sampling.set()
     peak = await sampler
     record("load_users_by_id", seconds=LOAD_SECONDS, connections=CONNECTIONS,
            peak_db_connections=peak, warm_up=warm_up, **result)  # fmt: skip
