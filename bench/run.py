@@ -113,6 +113,17 @@ def _start(
     raise RuntimeError(f"{command[0]} did not answer within 30 s; see {log}")
 
 
+def _settled_rss_mb(pid: int, *, within: float = 15.0) -> float:
+    """RSS once the server has finished what the load left queued (sign-ins wait their turn
+    for argon2id, 64 MiB each, after wrk has stopped): idle for half a second, or `within`."""
+    process = psutil.Process(pid)
+    process.cpu_percent()  # starts the measurement window
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and process.cpu_percent(interval=0.5) > 5.0:
+        pass
+    return float(process.memory_info().rss) / 2**20
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     process.send_signal(signal.SIGINT)
     try:
@@ -378,8 +389,8 @@ def run(
                     body=body,
                 )
                 results.append(_result(name, target, conns, data))
-        rss_mb = psutil.Process(app_proc.pid).memory_info().rss / 2**20
-        base_rss_mb = psutil.Process(base_proc.pid).memory_info().rss / 2**20
+        rss_mb = _settled_rss_mb(app_proc.pid)
+        base_rss_mb = _settled_rss_mb(base_proc.pid)
     finally:
         _stop(app_proc)
         _stop(base_proc)
