@@ -117,7 +117,6 @@ def _settled_rss_mb(pid: int, *, within: float = 15.0) -> float:
     """RSS once the server has finished what the load left queued (sign-ins wait their turn
     for argon2id, 64 MiB each, after wrk has stopped): idle for half a second, or `within`."""
     process = psutil.Process(pid)
-    process.cpu_percent()  # starts the measurement window
     deadline = time.monotonic() + within
     while time.monotonic() < deadline and process.cpu_percent(interval=0.5) > 5.0:
         pass
@@ -334,13 +333,19 @@ def run(
     ]
     # A smoke run overlaps the admin's creation with the servers' start; a measured run keeps
     # the cold starts free of that competition.
-    admin = _create_admin(env) if overlap_setup else None
-    app_proc, app_cold = _start(app_cmd, env, app_port, logs / "app.log")
-    base_proc, base_cold = _start(base_cmd, env, base_port, logs / "baseline.log")
+    started: list[subprocess.Popen[bytes]] = []  # stopped whatever happens
     results: list[Result] = []
     try:
+        if overlap_setup:
+            started.append(admin := _create_admin(env))
+        app_proc, app_cold = _start(app_cmd, env, app_port, logs / "app.log")
+        started.append(app_proc)
+        base_proc, base_cold = _start(base_cmd, env, base_port, logs / "baseline.log")
+        started.append(base_proc)
+        if not overlap_setup:
+            started.append(admin := _create_admin(env))
         app_url, base_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{base_port}"
-        token, user_id = _sign_in(admin or _create_admin(env), app_url)
+        token, user_id = _sign_in(admin, app_url)
         auth = {"Authorization": f"Bearer {token}"}
         table: list[tuple[str, str, dict[str, str], str, str | None, bool, int]] = [
             ("GET /health/live", "/health/live", {}, "GET", None, True, connections),
@@ -392,8 +397,8 @@ def run(
         rss_mb = _settled_rss_mb(app_proc.pid)
         base_rss_mb = _settled_rss_mb(base_proc.pid)
     finally:
-        _stop(app_proc)
-        _stop(base_proc)
+        for process in reversed(started):
+            _stop(process)
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "duration_s": duration,

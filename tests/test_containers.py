@@ -440,7 +440,7 @@ def test_compose_app_services_build_this_repository(name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "command"),
     [
-        ("api", "app dev --host 0.0.0.0 --port 8000"),
+        ("api", "app dev --host 0.0.0.0 --port 8000 --no-worker"),
         ("worker", "app worker"),
         ("scheduler", "app scheduler"),
         ("migrate", "app migrate upgrade head"),

@@ -146,10 +146,12 @@ async def _asyncio_load(url: str, headers: Headers, seconds: float) -> dict[str,
                     statuses[status] += 1
             except TimeoutError:
                 timeouts += 1
-            except (OSError, asyncio.IncompleteReadError):
-                errors += 1
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+                errors += 1  # refused, reset, cut short or not HTTP/1.1 with a Content-Length
             finally:
                 writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
 
     started = time.monotonic()
     await asyncio.gather(*(connection() for _ in range(CONNECTIONS)))
@@ -199,9 +201,11 @@ async def test_256_connections_on_a_user_lookup_no_error_no_timeout(
     # Warm-up at full concurrency (not measured): the pool opens its connections.
     warm_up = await generate(url, headers, WARM_UP_SECONDS)
     sampler = asyncio.create_task(peak_connections())
-    result = await generate(url, headers, LOAD_SECONDS)
-    stop_sampling.set()
-    peak = await sampler
+    try:
+        result = await generate(url, headers, LOAD_SECONDS)
+    finally:
+        stop_sampling.set()  # the sampler uses the test's session: it stops before teardown
+        peak = await sampler
     record("load_users_by_id", seconds=LOAD_SECONDS, connections=CONNECTIONS,
            peak_db_connections=peak, warm_up=warm_up, **result)  # fmt: skip
     assert warm_up["socket_errors"] == warm_up["timeouts"] == 0, warm_up
