@@ -6,7 +6,7 @@ import hashlib
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.modules.auth.models import ActionToken, RefreshToken, TokenPurpose
@@ -17,6 +17,21 @@ def user_lock_key(user_id: uuid.UUID) -> int:
     does not collide with other advisory locks keyed on ids)."""
     digest = hashlib.blake2b(b"auth.sessions:" + user_id.bytes, digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+# Every authenticated request asks it: built once, so a request only binds the values
+# (building the expression each time was a seventh of the request's CPU).
+_LIVE_SESSION_PROBE = (
+    select(RefreshToken.id)
+    .where(
+        RefreshToken.family_id == bindparam("family_id"),
+        RefreshToken.revoked_at.is_(None),
+        RefreshToken.rotated_at.is_(None),
+        RefreshToken.user_id == bindparam("user_id"),
+        RefreshToken.expires_at > bindparam("now"),
+    )
+    .limit(1)
+)
 
 
 class RefreshTokenRepository:
@@ -55,14 +70,10 @@ class RefreshTokenRepository:
     ) -> bool:
         """Whether the sign-in session still has its live head token: one probe of the
         partial index `ix_auth_refresh_tokens_live_family`."""
-        query = select(RefreshToken.id).where(
-            RefreshToken.family_id == family_id,
-            RefreshToken.revoked_at.is_(None),
-            RefreshToken.rotated_at.is_(None),
-            RefreshToken.user_id == user_id,
-            RefreshToken.expires_at > now,
+        result = await session.execute(
+            _LIVE_SESSION_PROBE, {"family_id": family_id, "user_id": user_id, "now": now}
         )
-        return (await session.execute(query.limit(1))).first() is not None
+        return result.first() is not None
 
     async def revoke_family(
         self, session: AsyncSession, *, family_id: uuid.UUID, user_id: uuid.UUID, now: datetime
