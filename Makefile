@@ -21,8 +21,9 @@ help: ## list the targets
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# The uv version the lock pins (requirements/dev.txt), so every machine bootstraps the same one.
 $(UV): | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$$(grep -m1 -o '^uv==[^ ]*' requirements/dev.txt)"
 
 $(STAMP): requirements/dev.txt pyproject.toml | $(UV)
 	$(UV) pip sync --quiet --compile-bytecode --python $(BIN)/python requirements/dev.txt
