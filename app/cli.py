@@ -77,19 +77,12 @@ def _start_dev_worker() -> None:
     import atexit
     import subprocess
 
+    from app.core.embedded import stop_process
+
     process = subprocess.Popen(  # the embedded services' URLs are in the environment
         [sys.executable, "-c", "from app.cli import main; main()", "worker"]
     )
-
-    def stop() -> None:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-    atexit.register(stop)
+    atexit.register(stop_process, process)
 
 
 @cli.command()

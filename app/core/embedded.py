@@ -34,6 +34,18 @@ def _free_port() -> int:
         return port
 
 
+def stop_process(process: subprocess.Popen[Any], *, within: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited `within` seconds; reaped either way."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=within)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def start_postgres(data_dir: Path, *, database: str = "app") -> str:
     """Start (or reuse) a PostgreSQL cluster under `data_dir`; return a URL to `database`."""
     # pgserver's platformdirs warns about XDG_RUNTIME_DIR on servers and containers; harmless.
@@ -143,12 +155,7 @@ class EmbeddedRedis:
     def stop(self) -> None:
         if self.process is not None:
             self.port_file.unlink(missing_ok=True)
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+            stop_process(self.process)
         self.process = None
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 # The users/auth fixtures (cheap argon2id, admin, bearer...) are shared with tests/modules.
+from app.core.embedded import stop_process
 from tests.modules.conftest import (
     Headers,
     admin,
@@ -108,13 +109,8 @@ class Uvicorn:
         raise RuntimeError("app serve did not listen in time")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
         self.process = None
 
 
