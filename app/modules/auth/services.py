@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlencode
 
 import structlog
@@ -118,18 +119,37 @@ class AuthService:
     def _link(self, path: str, token: str) -> str:
         return f"{self.settings.frontend_url}{path}?{urlencode({'token': token})}"
 
-    async def _send_verification(self, user: UserDTO) -> None:
-        ttl = timedelta(hours=self.settings.verify_email_ttl_hours)
-        token = await self._new_action_token(user=user, purpose=TokenPurpose.VERIFY_EMAIL, ttl=ttl)
+    async def _mail_action_link(
+        self,
+        user: UserDTO,
+        *,
+        purpose: TokenPurpose,
+        ttl: timedelta,
+        template: str,
+        path: str,
+        **context: Any,
+    ) -> None:
+        """A new single-use token for `purpose`, mailed as a link to the frontend's `path`."""
+        token = await self._new_action_token(user=user, purpose=purpose, ttl=ttl)
         await self.mailer.queue_template(
             to=user.email,
-            template="auth/verify_email",
+            template=template,
             context={
                 "username": user.username,
-                "link": self._link("/verify-email", token),
+                "link": self._link(path, token),
                 "token": token,
-                "ttl_hours": self.settings.verify_email_ttl_hours,
+                **context,
             },
+        )
+
+    async def _send_verification(self, user: UserDTO) -> None:
+        await self._mail_action_link(
+            user,
+            purpose=TokenPurpose.VERIFY_EMAIL,
+            ttl=timedelta(hours=self.settings.verify_email_ttl_hours),
+            template="auth/verify_email",
+            path="/verify-email",
+            ttl_hours=self.settings.verify_email_ttl_hours,
         )
 
     async def _consume(self, *, token: str, purpose: TokenPurpose) -> ActionToken:
@@ -300,19 +320,13 @@ class AuthService:
         await self.users.burn_password_time(new_opaque_token())
         if user is None or not user.is_active:
             return
-        ttl = timedelta(minutes=self.settings.password_reset_ttl_minutes)
-        token = await self._new_action_token(
-            user=user, purpose=TokenPurpose.RESET_PASSWORD, ttl=ttl
-        )
-        await self.mailer.queue_template(
-            to=user.email,
+        await self._mail_action_link(
+            user,
+            purpose=TokenPurpose.RESET_PASSWORD,
+            ttl=timedelta(minutes=self.settings.password_reset_ttl_minutes),
             template="auth/reset_password",
-            context={
-                "username": user.username,
-                "link": self._link("/reset-password", token),
-                "token": token,
-                "ttl_minutes": self.settings.password_reset_ttl_minutes,
-            },
+            path="/reset-password",
+            ttl_minutes=self.settings.password_reset_ttl_minutes,
         )
 
     async def reset_password(self, *, token: str, new_password: str) -> None:
