@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import secrets
@@ -376,24 +377,12 @@ def run(
                 else [("template", app_url)]
             )
             for target, url in targets:
-                if warmup:
-                    _load(
-                        url + path,
-                        duration=warmup,
-                        connections=conns,
-                        method=method,
-                        headers=headers,
-                        body=body,
-                    )
-                data = _load(
-                    url + path,
-                    duration=duration,
-                    connections=conns,
-                    method=method,
-                    headers=headers,
-                    body=body,
+                load = functools.partial(
+                    _load, url + path, connections=conns, method=method, headers=headers, body=body
                 )
-                results.append(_result(name, target, conns, data))
+                if warmup:
+                    load(duration=warmup)  # not recorded
+                results.append(_result(name, target, conns, load(duration=duration)))
         rss_mb = _settled_rss_mb(app_proc.pid)
         base_rss_mb = _settled_rss_mb(base_proc.pid)
     finally:

@@ -239,6 +239,14 @@ class RateLimiter:
             raise RateLimited("Rate limit exceeded. Retry later.", headers=state.headers)
         return state
 
+    def _log_unavailable(self, scope: str, error: Exception) -> None:
+        log.warning(
+            "ratelimit_unavailable",
+            fail_open=self.fail_open,
+            scope=scope,
+            error=type(error).__name__,
+        )
+
     async def ensure_room(self, *, key: str, limit: str | Limit, scope: str = "custom") -> None:
         """Raise `RateLimited` (429) when `key` has no room left under `limit`, without
         counting a hit: for limits that count only some outcomes (e.g. failed sign-ins)."""
@@ -250,12 +258,7 @@ class RateLimiter:
             item = await _resolved(factory.wrap_item(f"{scope}:{key}"))
             count, reset_ms = await self._window(factory, factory.get(item), item)
         except (RedisError, OSError) as error:
-            log.warning(
-                "ratelimit_unavailable",
-                fail_open=self.fail_open,
-                scope=scope,
-                error=type(error).__name__,
-            )
+            self._log_unavailable(scope, error)
             if self.fail_open:
                 return
             count, reset_ms = parsed.count, 1000
@@ -282,12 +285,7 @@ class RateLimiter:
                 return RateLimitState(False, parsed.count, 0, reset)
             count, reset_ms = await self._window(factory, bucket, item)
         except (RedisError, OSError) as error:
-            log.warning(
-                "ratelimit_unavailable",
-                fail_open=self.fail_open,
-                scope=scope,
-                error=type(error).__name__,
-            )
+            self._log_unavailable(scope, error)
             return RateLimitState(self.fail_open, parsed.count, 0, 1)
         remaining = max(parsed.count - count, 0)
         if not decision.allowed:
