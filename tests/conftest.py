@@ -41,6 +41,10 @@ class Services:
     redis_url: str
     smtp_port: int = 0
 
+    def redis_db(self, number: int) -> str:
+        """The same Redis server, another database: for a run that must not share keys."""
+        return self.redis_url.rsplit("/", 1)[0] + f"/{number}"
+
 
 def _reset_schema(database_url: str) -> None:
     with psycopg.connect(psycopg_url(database_url), autocommit=True) as conn:

@@ -22,7 +22,7 @@ def bench_env(services: Services) -> Iterator[dict[str, str]]:
         yield {
             **os.environ,
             "DATABASE_URL": url,
-            "REDIS_URL": services.redis_url.rsplit("/", 1)[0] + "/9",
+            "REDIS_URL": services.redis_db(9),
             "SMTP_HOST": "127.0.0.1",
             # Cheap argon2id for the benchmark's one sign-in; the benchmark itself uses defaults.
             "USERS_PASSWORD_HASH_TIME_COST": "1",

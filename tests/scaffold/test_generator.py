@@ -169,7 +169,7 @@ def scratch_services(services: Services) -> Iterator[dict[str, str]]:
     with scratch_database(services.database_url, "app_generator_check") as url:
         yield {
             "TEST_DATABASE_URL": url,
-            "TEST_REDIS_URL": services.redis_url.rsplit("/", 1)[0] + "/7",
+            "TEST_REDIS_URL": services.redis_db(7),
         }
 
 
