@@ -63,6 +63,7 @@ class Settings(AppSettings):
     database_url: str | None = None
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
+    db_read_pool_size: int = Field(default=5, ge=1, le=200)
     db_pool_timeout: float = Field(default=5.0, gt=0, le=60)
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
     db_echo: bool = False
@@ -161,6 +162,12 @@ class Settings(AppSettings):
         if self.log_format is LogFormat.AUTO:
             return self.is_production
         return self.log_format is LogFormat.JSON
+
+    @property
+    def postgres_url(self) -> str:
+        """The database URL as libpq (psycopg itself) takes it."""
+        _, _, rest = self.sqlalchemy_url.partition("://")
+        return f"postgresql://{rest}"
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -10,6 +10,7 @@ import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from psycopg import OperationalError as DriverOperationalError
 from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -325,6 +326,7 @@ def install_error_handlers(app: FastAPI) -> None:
         OperationalError,
         InterfaceError,
         PoolTimeoutError,
+        DriverOperationalError,  # the read pool's (its PoolTimeout is one too)
         RedisConnectionError,
         RedisTimeoutError,
     ):

@@ -393,6 +393,8 @@ class RateLimit:
 
     async def __call__(self, request: Request, response: Response) -> None:
         limiter = rate_limiter_of(request)
+        if not limiter.enabled:
+            return
         scope = self.scope or _route_scope(request)
         state = await limiter.hit(
             key=limiter.client_key(request), limit=self.limit, cost=self.cost, scope=scope
@@ -411,10 +413,12 @@ async def default_rate_limit(request: Request, response: Response) -> None:
 
     Endpoints decorated with fastapi-limiter's `@skip_limiter` are exempt; the matched route is
     read from the request scope, not searched for in `app.routes`."""
+    limiter = rate_limiter_of(request)
+    if not limiter.enabled:  # every API request asks: answer before any other work
+        return
     endpoint = getattr(request.scope.get("route"), "endpoint", None)
     if getattr(endpoint, "_skip_limiter", False):
         return
-    limiter = rate_limiter_of(request)
     state = await limiter.hit(
         key=limiter.client_key(request), limit=limiter.default, scope="default"
     )

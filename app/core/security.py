@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 import anyio.to_thread
@@ -113,7 +114,23 @@ def encode_jwt(
 
 def decode_jwt(token: str, *, key: str, issuer: str, audience: str) -> dict[str, Any]:
     """Verify signature, algorithm (HS256 only: `none` and every other one are refused),
-    expiry, issuer and audience; raise InvalidToken otherwise."""
+    expiry, issuer and audience; raise InvalidToken otherwise.
+
+    A token verified once is remembered (bounded, keyed by the token and everything it was
+    checked against), so a client's repeated requests skip the signature and claim checks;
+    expiry is checked again on every call."""
+    claims = _verified_claims(token, key, issuer, audience)
+    now = datetime.now(UTC).timestamp()
+    if claims["exp"] <= now:
+        raise InvalidToken("Signature has expired")
+    if claims["iat"] > now:
+        raise InvalidToken("The token is not yet valid (iat)")
+    return dict(claims)
+
+
+@lru_cache(maxsize=4096)
+def _verified_claims(token: str, key: str, issuer: str, audience: str) -> Mapping[str, Any]:
+    """Only verified tokens are cached: a failure raises, and exceptions are not cached."""
     try:
         # `algorithms` pins HS256: a token whose header names `none` or any other algorithm
         # is refused before its signature is even looked at.
@@ -127,7 +144,7 @@ def decode_jwt(token: str, *, key: str, issuer: str, audience: str) -> dict[str,
         )
     except jwt.PyJWTError as error:
         raise InvalidToken(str(error)) from None
-    return claims
+    return MappingProxyType(claims)
 
 
 def new_opaque_token() -> str:

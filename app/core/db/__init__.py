@@ -1,21 +1,27 @@
 """Database layer: engine and session, declarative base and mixins, repositories, list params."""
 
 from app.core.db.base import Base, SoftDeleteMixin, TimestampMixin, UUIDPrimaryKeyMixin, utcnow
-from app.core.db.engine import Database, DBSession, get_session
+from app.core.db.engine import Database, DBReads, DBSession, get_read_pool, get_session
 from app.core.db.listing import FilterSpec, ListParams, Page, list_params
+from app.core.db.reads import Reader, ReadPool, ReadQuery
 from app.core.db.repository import BaseRepository
 
 __all__ = [
     "Base",
     "BaseRepository",
+    "DBReads",
     "DBSession",
     "Database",
     "FilterSpec",
     "ListParams",
     "Page",
+    "ReadPool",
+    "ReadQuery",
+    "Reader",
     "SoftDeleteMixin",
     "TimestampMixin",
     "UUIDPrimaryKeyMixin",
+    "get_read_pool",
     "get_session",
     "list_params",
     "utcnow",

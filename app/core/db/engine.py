@@ -16,10 +16,12 @@ from sqlalchemy.ext.asyncio import (
 from taskiq import TaskiqDepends
 
 from app.core.config import Settings
+from app.core.db.reads import ReadPool
 
 
 class Database:
-    """Owns the engine and the session factory; opened and closed by the app's lifespan."""
+    """Owns the engine, the session factory and the hot-path read pool; opened and closed by
+    the app's lifespan."""
 
     def __init__(self, settings: Settings) -> None:
         connect_args: dict[str, object] = {"connect_timeout": max(1, int(settings.db_pool_timeout))}
@@ -38,12 +40,17 @@ class Database:
             connect_args=connect_args,
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self.reads = ReadPool(settings)
+
+    async def open(self) -> None:
+        await self.reads.open()
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        await self.reads.close()
         await self.engine.dispose()
 
 
@@ -60,3 +67,11 @@ async def get_session(request: Request = TaskiqDepends()) -> AsyncIterator[Async
 
 
 DBSession = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def get_read_pool(request: Request) -> ReadPool:
+    reads: ReadPool = request.app.state.database.reads
+    return reads
+
+
+DBReads = Annotated[ReadPool, Depends(get_read_pool)]

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, TypeVar
 
 import structlog
 from fastapi import FastAPI
-from fastapi_events import in_req_res_cycle
+from fastapi_events import event_store, in_req_res_cycle
 from fastapi_events.dispatcher import dispatch
 from fastapi_events.handlers.base import BaseEventHandler
 from fastapi_events.middleware import EventHandlerASGIMiddleware
@@ -108,9 +108,18 @@ class ListenerHandler(BaseEventHandler):
             await deliver(payload)
 
 
+class EventsMiddleware(EventHandlerASGIMiddleware):
+    """fastapi-events' middleware, minus a task per request: its `_process_events` gathers
+    the handlers even when the request published nothing, which most requests do."""
+
+    async def _process_events(self) -> None:
+        if event_store.get():
+            await super()._process_events()
+
+
 def add_events_middleware(app: FastAPI) -> None:
     app.add_middleware(
-        EventHandlerASGIMiddleware,
+        EventsMiddleware,
         handlers=[ListenerHandler()],
         middleware_id=EVENTS_MIDDLEWARE_ID,
     )

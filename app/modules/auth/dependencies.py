@@ -16,7 +16,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from app.core.config import Settings
-from app.core.db import DBSession, utcnow
+from app.core.db import DBReads, utcnow
 from app.core.errors import Forbidden, Unauthorized
 from app.core.security import InvalidToken, decode_jwt
 from app.modules.auth.config import AuthConfig
@@ -49,9 +49,9 @@ def _invalid() -> Unauthorized:
 
 
 async def get_access_claims(
+    request: Request,
     token: Annotated[str | None, Depends(oauth2_scheme)],
     settings: AuthConfig,
-    app_settings: Annotated[Settings, Depends(get_app_settings)],
 ) -> AccessClaims:
     """The verified claims of the bearer access token, or a 401."""
     if not token:
@@ -59,7 +59,7 @@ async def get_access_claims(
     try:
         claims = decode_jwt(
             token,
-            key=app_settings.secret_key,
+            key=request.app.state.settings.secret_key,
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
         )
@@ -83,17 +83,21 @@ async def get_access_claims(
 Claims = Annotated[AccessClaims, Depends(get_access_claims)]
 
 
-async def get_current_user(request: Request, claims: Claims, session: DBSession) -> UserDTO:
+async def get_current_user(request: Request, claims: Claims, reads: DBReads) -> UserDTO:
     """The signed-in user: a valid access token of a live sign-in session (not logged out,
     not revoked by logout-all, a password reset or refresh-token reuse) of a live, active
-    account (else 401). The session check is one probe of a partial index."""
-    from app.modules.users import UsersGateway
+    account (else 401). Two primary-key probes on one read-pool connection, outside any
+    transaction: a revocation committed before the request started is always seen."""
+    from app.modules.users import UsersDirectory
 
-    if claims.session_id is None or not await RefreshTokenRepository().is_session_live(
-        session, family_id=claims.session_id, user_id=claims.user_id, now=utcnow()
-    ):
+    if claims.session_id is None:
         raise _invalid()
-    user = await UsersGateway(session).get_by_id(claims.user_id)
+    async with reads.lease() as reader:
+        if not await RefreshTokenRepository().is_session_live(
+            reader, family_id=claims.session_id, user_id=claims.user_id, now=utcnow()
+        ):
+            raise _invalid()
+        user = await UsersDirectory(reader).get_live(claims.user_id)
     if user is None or not user.is_active:
         raise _invalid()
     request.state.user_id = user.id  # rate limits count per user from here on

@@ -9,7 +9,14 @@ from __future__ import annotations
 # Order matters: the gateway, DTOs and events come before the routes, because the routes
 # import `app.modules.auth`, which itself imports the gateway from here.
 from app.modules.users.events import UserDeleted, UserPasswordChanged, UserRegistered
-from app.modules.users.gateway import UsersGateway, UsersGatewayDep, get_users_gateway
+from app.modules.users.gateway import (
+    UsersDirectory,
+    UsersDirectoryDep,
+    UsersGateway,
+    UsersGatewayDep,
+    get_users_directory,
+    get_users_gateway,
+)
 from app.modules.users.models import Role
 from app.modules.users.schemas import UserCreate, UserDTO
 
@@ -26,8 +33,11 @@ __all__ = [
     "UserDeleted",
     "UserPasswordChanged",
     "UserRegistered",
+    "UsersDirectory",
+    "UsersDirectoryDep",
     "UsersGateway",
     "UsersGatewayDep",
+    "get_users_directory",
     "get_users_gateway",
     "module",
 ]

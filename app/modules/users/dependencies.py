@@ -23,11 +23,10 @@ async def get_users_service(session: DBSession, settings: UsersConfig) -> UsersS
 UsersServiceDep = Annotated[UsersService, Depends(get_users_service)]
 
 
-async def get_user_by_id(
-    actor: ActiveUser,
-    service: UsersServiceDep,
-    user_id: Annotated[uuid.UUID, Path(description="user id")],
-) -> User:
+UserIdPath = Annotated[uuid.UUID, Path(description="user id")]
+
+
+async def get_user_by_id(actor: ActiveUser, service: UsersServiceDep, user_id: UserIdPath) -> User:
     """The live user named by the path, or a 404 problem. Authentication comes first, so an
     anonymous caller learns nothing about which ids exist."""
     return await service.get(user_id=user_id)

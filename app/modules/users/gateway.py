@@ -9,9 +9,10 @@ from typing import Annotated
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import DBSession
+from app.core.db import DBReads, DBSession, Reader
 from app.core.errors import NotFound
 from app.modules.users.config import UsersSettings, get_users_settings, users_config
+from app.modules.users.repositories import UserRepository
 from app.modules.users.schemas import UserCreate, UserDTO
 from app.modules.users.services import UsersService
 
@@ -57,6 +58,27 @@ class UsersGateway:
         if user is None:
             raise NotFound("User not found")
         await self._service.set_password(user=user, password=password)
+
+
+class UsersDirectory:
+    """Read-only questions about users that need no unit of work, answered on the read pool
+    (autocommit): cheap enough for every request, which is how authentication asks them.
+    Inside a use case, ask `UsersGateway`: it reads within the request's transaction."""
+
+    def __init__(self, reads: Reader) -> None:
+        self._reads = reads
+
+    async def get_live(self, user_id: uuid.UUID) -> UserDTO | None:
+        """A live (not deleted) user, active or not."""
+        row = await UserRepository().read_live_view(self._reads, id=user_id)
+        return None if row is None else UserDTO.model_validate(row)
+
+
+async def get_users_directory(reads: DBReads) -> UsersDirectory:
+    return UsersDirectory(reads)
+
+
+UsersDirectoryDep = Annotated[UsersDirectory, Depends(get_users_directory)]
 
 
 async def get_users_gateway(

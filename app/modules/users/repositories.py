@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func
+import uuid
+from typing import Any
+
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import BaseRepository
+from app.core.db import BaseRepository, Reader, ReadQuery
 from app.modules.users.models import Role, User
+from app.modules.users.schemas import UserDTO
+
+# What a UserDTO shows of a live user (never the password hash), by primary key.
+_LIVE_USER_VIEW = ReadQuery(
+    select(*(User.__table__.c[name] for name in UserDTO.model_fields)).where(
+        User.id == bindparam("id"), User.deleted_at.is_(None)
+    )
+)
 
 
 class UserRepository(BaseRepository[User]):
@@ -35,6 +46,10 @@ class UserRepository(BaseRepository[User]):
             .with_for_update()
         )
         return len((await session.execute(query)).all())
+
+    async def read_live_view(self, reads: Reader, *, id: uuid.UUID) -> dict[str, Any] | None:
+        """The UserDTO fields of a live user, on the read pool (no transaction)."""
+        return await reads.fetch_one(_LIVE_USER_VIEW, {"id": id})
 
     async def get_by_login(self, session: AsyncSession, *, login: str) -> User | None:
         """A live user by email (when the login contains '@') or username."""

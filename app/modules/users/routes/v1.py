@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response, status
 
 from app.core.db import FilterSpec, ListParams, Page, list_params
-from app.core.errors import Forbidden, problems
-from app.modules.auth import ActiveUser, CurrentSessionId, require_role
+from app.core.errors import Forbidden, NotFound, problems
+from app.modules.auth import ActiveUser, CurrentSessionId, CurrentUser, require_role
 from app.modules.users import policies
-from app.modules.users.dependencies import Me, UserById, UsersServiceDep
+from app.modules.users.dependencies import Me, UserById, UserIdPath, UsersServiceDep
+from app.modules.users.gateway import UsersDirectoryDep
 from app.modules.users.models import Role
 from app.modules.users.schemas import (
     PasswordChange,
@@ -45,9 +46,9 @@ UserListParams = Annotated[
 
 
 @router.get("/me", response_model=UserDTO, responses=problems(401))
-async def read_me(me: Me) -> UserDTO:
+async def read_me(me: CurrentUser) -> UserDTO:
     """The signed-in user."""
-    return UserDTO.model_validate(me)
+    return me
 
 
 @router.patch("/me", response_model=UserDTO, responses=problems(401, 403, 409, 422))
@@ -101,11 +102,15 @@ async def list_users(
 
 
 @router.get("/{user_id}", response_model=UserDTO, responses=problems(401, 403, 404, 422))
-async def read_user(user: UserById, actor: ActiveUser) -> UserDTO:
+async def read_user(user_id: UserIdPath, actor: ActiveUser, users: UsersDirectoryDep) -> UserDTO:
     """A user, for administrators or the user themselves."""
+    # The signed-in user was read a moment ago by authentication: no second lookup.
+    user = actor if user_id == actor.id else await users.get_live(user_id)
+    if user is None:
+        raise NotFound("User not found")
     if not policies.can_view(actor, user):
         raise Forbidden("You may not view this user")
-    return UserDTO.model_validate(user)
+    return user
 
 
 @router.patch("/{user_id}", response_model=UserDTO, responses=problems(401, 403, 404, 409, 422))
