@@ -1,6 +1,6 @@
 """Load benchmark: the template against a raw Starlette + psycopg baseline, in one run.
 
-    python -m bench.run                 # 10 s per scenario, 64 connections (make bench)
+    python -m bench.run                 # 3 rounds of 10 s per scenario, 64 connections
     python -m bench.run --smoke         # 1 s per scenario, proves the harness works (CI)
 
 Both servers run with uvicorn, one worker, uvloop and httptools, against the same PostgreSQL and
@@ -19,6 +19,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,8 @@ from typing import Any
 
 import httpx
 import psutil
+
+from bench.loadgen import keep_alive_load
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -199,7 +202,7 @@ def _wrk(url: str, *, duration: float, connections: int, setup_lua: str) -> dict
     return data
 
 
-async def _python_load(
+def _python_load(
     url: str,
     *,
     duration: float,
@@ -208,43 +211,23 @@ async def _python_load(
     headers: dict[str, str],
     body: str | None,
 ) -> dict[str, Any]:
-    """Fallback when wrk is not installed: bounded asyncio load with httpx (less precise)."""
-    latencies: list[float] = []
-    errors = 0
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(limits=limits, timeout=5) as client:
-        deadline = time.perf_counter() + duration
-
-        async def worker() -> None:
-            nonlocal errors
-            while time.perf_counter() < deadline:
-                started = time.perf_counter()
-                try:
-                    response = await client.request(method, url, headers=headers, content=body)
-                    if response.status_code >= 400:
-                        errors += 1
-                except httpx.HTTPError:
-                    errors += 1
-                latencies.append(time.perf_counter() - started)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(connections)))
-        elapsed = time.perf_counter() - started
-    latencies.sort()
-
-    def pct(q: float) -> int:
-        return (
-            int(latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1e6)
-            if latencies
-            else 0
+    """Fallback when wrk is not installed: bare-asyncio keep-alive connections."""
+    result = asyncio.run(
+        keep_alive_load(
+            url,
+            seconds=duration,
+            connections=connections,
+            method=method,
+            headers=headers,
+            body=body,
         )
-
+    )
     return {
-        "requests": len(latencies),
-        "duration_us": int(elapsed * 1e6),
-        "p50_us": pct(0.5),
-        "p99_us": pct(0.99),
-        "errors": errors,
+        "requests": result.requests,
+        "duration_us": int(result.seconds * 1e6),
+        "p50_us": int(result.percentile_ms(0.5) * 1000),
+        "p99_us": int(result.percentile_ms(0.99) * 1000),
+        "errors": result.non_2xx + result.socket_errors + result.timeouts,
         "generator": "python",
     }
 
@@ -265,16 +248,21 @@ def _load(
         if body is not None:
             lua.append(f"wrk.body = {json.dumps(body)}")
         return _wrk(url, duration=duration, connections=connections, setup_lua="\n".join(lua))
-    return asyncio.run(
-        _python_load(
-            url,
-            duration=duration,
-            connections=connections,
-            method=method,
-            headers=headers,
-            body=body,
-        )
+    return _python_load(
+        url, duration=duration, connections=connections, method=method, headers=headers, body=body
     )
+
+
+def _combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several runs of one target as one: totals for counts and time, medians for latency."""
+    return {
+        "requests": sum(run["requests"] for run in runs),
+        "duration_us": sum(run["duration_us"] for run in runs),
+        "p50_us": statistics.median(run["p50_us"] for run in runs),
+        "p99_us": statistics.median(run["p99_us"] for run in runs),
+        "errors": sum(run["errors"] for run in runs),
+        "generator": runs[0]["generator"],
+    }
 
 
 def _result(scenario: str, target: str, connections: int, data: dict[str, Any]) -> Result:
@@ -301,6 +289,7 @@ def run(
     warmup: float,
     scenarios: tuple[str, ...] = SCENARIOS,
     *,
+    rounds: int = 1,
     overlap_setup: bool = False,
 ) -> dict[str, Any]:
     services = _services()
@@ -377,13 +366,23 @@ def run(
                 if compare
                 else [("template", app_url)]
             )
-            for target, url in targets:
-                load = functools.partial(
+            loads = {
+                target: functools.partial(
                     _load, url + path, connections=conns, method=method, headers=headers, body=body
                 )
-                if warmup:
+                for target, url in targets
+            }
+            if warmup:
+                for load in loads.values():
                     load(duration=warmup)  # not recorded
-                results.append(_result(name, target, conns, load(duration=duration)))
+            # Rounds alternate the targets, so a slower spell of a shared machine falls on
+            # both sides instead of on whichever ran during it.
+            runs: dict[str, list[dict[str, Any]]] = {target: [] for target in loads}
+            for _ in range(rounds if compare else 1):
+                for target, load in loads.items():
+                    runs[target].append(load(duration=duration))
+            for target, data in runs.items():
+                results.append(_result(name, target, conns, _combined(data)))
         rss_mb = _settled_rss_mb(app_proc.pid)
         base_rss_mb = _settled_rss_mb(base_proc.pid)
     finally:
@@ -392,6 +391,7 @@ def run(
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "duration_s": duration,
+        "rounds": rounds,
         "connections": connections,
         "cpu_count": os.cpu_count(),
         "rate_limiting": "Rate limiting was disabled for the run (RATE_LIMIT_ENABLED=false)",
@@ -444,7 +444,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--duration", type=float, default=10.0, help="seconds per scenario and target"
+        "--duration", type=float, default=10.0, help="seconds per round, scenario and target"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds alternating template and baseline"
     )
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument(
@@ -457,14 +460,21 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.smoke:
-        args.duration, args.connections, args.warmup = 1.0, 8, 0.0
+        args.duration, args.connections, args.warmup, args.rounds = 1.0, 8, 0.0, 1
         if args.scenarios == ",".join(SCENARIOS):
             args.scenarios = "users"
     scenarios = tuple(name.strip() for name in args.scenarios.split(",") if name.strip())
     unknown = set(scenarios) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
-    report = run(args.duration, args.connections, args.warmup, scenarios, overlap_setup=args.smoke)
+    report = run(
+        args.duration,
+        args.connections,
+        args.warmup,
+        scenarios,
+        rounds=max(1, args.rounds),
+        overlap_setup=args.smoke,
+    )
     output = (
         args.output
         or RESULTS / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}.json"

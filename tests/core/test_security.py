@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
+import time_machine
 
 from app.core.security import (
     HashingParams,
@@ -71,3 +72,38 @@ def test_opaque_tokens_are_random_and_hashed() -> None:
     assert len(first) >= 43
     assert hash_token(first) == hash_token(first)
     assert len(hash_token(first)) == 64
+
+
+def test_a_verified_token_is_remembered_but_its_expiry_and_signature_still_count() -> None:
+    issued = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    token = encode_jwt(
+        {"sub": "7"}, key=KEY, issuer="iss", audience="aud", ttl=timedelta(minutes=15), now=issued
+    )
+    with time_machine.travel(issued + timedelta(minutes=1), tick=False):
+        assert decode_jwt(token, key=KEY, issuer="iss", audience="aud")["sub"] == "7"
+        # The second check is answered from memory: the same claims, a copy the caller owns.
+        claims = decode_jwt(token, key=KEY, issuer="iss", audience="aud")
+        claims["sub"] = "changed"
+        assert decode_jwt(token, key=KEY, issuer="iss", audience="aud")["sub"] == "7"
+        # Remembered for this key, issuer and audience only.
+        with pytest.raises(InvalidToken):
+            decode_jwt(token, key="x" * 64, issuer="iss", audience="aud")
+        with pytest.raises(InvalidToken):
+            decode_jwt(token, key=KEY, issuer="iss", audience="other")
+        # A token that differs from the remembered one in any byte is verified afresh.
+        header, payload, signature = token.split(".")
+        forged = f"{header}.{payload}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
+        with pytest.raises(InvalidToken):
+            decode_jwt(forged, key=KEY, issuer="iss", audience="aud")
+    # Expiry is checked on every call, remembered or not...
+    with (
+        time_machine.travel(issued + timedelta(minutes=15), tick=False),
+        pytest.raises(InvalidToken, match="expired"),
+    ):
+        decode_jwt(token, key=KEY, issuer="iss", audience="aud")
+    # ...and so is a clock that now reads before the token was issued.
+    with (
+        time_machine.travel(issued - timedelta(minutes=1), tick=False),
+        pytest.raises(InvalidToken, match="not yet valid"),
+    ):
+        decode_jwt(token, key=KEY, issuer="iss", audience="aud")

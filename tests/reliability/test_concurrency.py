@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.modules.auth.models import RefreshToken
 from app.modules.users.models import User
+from bench.loadgen import keep_alive_load
 from tests.conftest import TEST_SECRET, Services
 from tests.reliability.conftest import Headers, Uvicorn, bearer, login, server_env
 from tests.reliability.figures import record
@@ -100,74 +101,18 @@ async def _wrk(url: str, headers: Headers, seconds: float) -> dict[str, Any]:
     return {"tool": "wrk", **_parse_wrk(out.decode())}
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
-    """One HTTP/1.1 response with a Content-Length body (what the API sends); its status."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    length = 0
-    for line in header_lines:
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
-            length = int(value)
-    await reader.readexactly(length)
-    return int(status_line.split(" ", 2)[1])
-
-
 async def _asyncio_load(url: str, headers: Headers, seconds: float) -> dict[str, Any]:
-    """The fallback when wrk is not installed: keep-alive connections on bare asyncio streams.
-
-    httpx spends more CPU per request than the server does, so on two cores it would measure
-    itself; raw streams keep the generator cheap, as wrk is.
-    """
-    parsed = httpx.URL(url)
-    request = (
-        f"GET {parsed.raw_path.decode()} HTTP/1.1\r\nHost: {parsed.host}:{parsed.port}\r\n"
-        + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        + "\r\n"
-    ).encode()
-    statuses: Counter[int] = Counter()
-    timings: list[float] = []
-    errors = timeouts = 0
-    deadline = time.monotonic() + seconds
-
-    async def connection() -> None:
-        nonlocal errors, timeouts
-        while time.monotonic() < deadline:
-            try:
-                reader, writer = await asyncio.open_connection(parsed.host, parsed.port)
-            except OSError:
-                errors += 1
-                continue
-            try:
-                while time.monotonic() < deadline:
-                    start = time.monotonic()
-                    writer.write(request)
-                    status = await asyncio.wait_for(_read_response(reader), timeout=5.0)
-                    timings.append((time.monotonic() - start) * 1000)
-                    statuses[status] += 1
-            except TimeoutError:
-                timeouts += 1
-            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-                errors += 1  # refused, reset, cut short or not HTTP/1.1 with a Content-Length
-            finally:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
-
-    started = time.monotonic()
-    await asyncio.gather(*(connection() for _ in range(CONNECTIONS)))
-    elapsed = time.monotonic() - started
-    timings.sort()
-    total = sum(statuses.values())
+    """The fallback when wrk is not installed (see bench.loadgen)."""
+    result = await keep_alive_load(url, seconds=seconds, connections=CONNECTIONS, headers=headers)
     return {
         "tool": "asyncio",
-        "requests": total,
-        "rps": total / elapsed,
-        "non_2xx": total - statuses[200],
-        "socket_errors": errors,
-        "timeouts": timeouts,
-        "p50_ms": timings[len(timings) // 2] if timings else 0.0,
-        "p99_ms": timings[int(len(timings) * 0.99)] if timings else 0.0,
+        "requests": result.requests,
+        "rps": result.requests / result.seconds,
+        "non_2xx": result.non_2xx,
+        "socket_errors": result.socket_errors,
+        "timeouts": result.timeouts,
+        "p50_ms": result.percentile_ms(0.5),
+        "p99_ms": result.percentile_ms(0.99),
     }
 
 

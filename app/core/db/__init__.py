@@ -1,7 +1,14 @@
 """Database layer: engine and session, declarative base and mixins, repositories, list params."""
 
 from app.core.db.base import Base, SoftDeleteMixin, TimestampMixin, UUIDPrimaryKeyMixin, utcnow
-from app.core.db.engine import Database, DBReads, DBSession, get_read_pool, get_session
+from app.core.db.engine import (
+    Database,
+    DBReads,
+    DBSession,
+    get_read_pool,
+    get_session,
+    read_pool_of,
+)
 from app.core.db.listing import FilterSpec, ListParams, Page, list_params
 from app.core.db.reads import Reader, ReadPool, ReadQuery
 from app.core.db.repository import BaseRepository
@@ -24,5 +31,6 @@ __all__ = [
     "get_read_pool",
     "get_session",
     "list_params",
+    "read_pool_of",
     "utcnow",
 ]

@@ -69,9 +69,14 @@ async def get_session(request: Request = TaskiqDepends()) -> AsyncIterator[Async
 DBSession = Annotated[AsyncSession, Depends(get_session)]
 
 
-async def get_read_pool(request: Request) -> ReadPool:
+def read_pool_of(request: Request) -> ReadPool:
     reads: ReadPool = request.app.state.database.reads
     return reads
+
+
+async def get_read_pool(request: Request) -> ReadPool:
+    """The dependency form (async: FastAPI runs sync dependencies in a thread pool)."""
+    return read_pool_of(request)
 
 
 DBReads = Annotated[ReadPool, Depends(get_read_pool)]

@@ -18,7 +18,7 @@ import psycopg
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
-from sqlalchemy.sql import Select
+from sqlalchemy.sql.expression import SelectBase
 
 from app.core.config import Settings
 
@@ -33,7 +33,7 @@ class ReadQuery:
 
     __slots__ = ("defaults", "sql")
 
-    def __init__(self, statement: Select[Any]) -> None:
+    def __init__(self, statement: SelectBase) -> None:
         compiled = statement.compile(dialect=_DIALECT)
         self.sql = str(compiled)
         # Values fixed in the statement itself (a LIMIT, a literal compared with a column).

@@ -16,10 +16,10 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from app.core.config import Settings
-from app.core.db import DBReads, utcnow
+from app.core.db import read_pool_of, utcnow
 from app.core.errors import Forbidden, Unauthorized
 from app.core.security import InvalidToken, decode_jwt
-from app.modules.auth.config import AuthConfig
+from app.modules.auth.config import AuthConfig, AuthSettings
 from app.modules.auth.repositories import RefreshTokenRepository
 
 if TYPE_CHECKING:
@@ -48,11 +48,10 @@ def _invalid() -> Unauthorized:
     return Unauthorized("Invalid or expired access token")
 
 
-async def get_access_claims(
-    request: Request,
-    token: Annotated[str | None, Depends(oauth2_scheme)],
-    settings: AuthConfig,
-) -> AccessClaims:
+BearerToken = Annotated[str | None, Depends(oauth2_scheme)]
+
+
+def access_claims(request: Request, token: str | None, settings: AuthSettings) -> AccessClaims:
     """The verified claims of the bearer access token, or a 401."""
     if not token:
         raise Unauthorized("Not authenticated")
@@ -80,19 +79,17 @@ async def get_access_claims(
     )
 
 
-Claims = Annotated[AccessClaims, Depends(get_access_claims)]
-
-
-async def get_current_user(request: Request, claims: Claims, reads: DBReads) -> UserDTO:
+async def authenticate(request: Request, token: str | None, settings: AuthSettings) -> UserDTO:
     """The signed-in user: a valid access token of a live sign-in session (not logged out,
     not revoked by logout-all, a password reset or refresh-token reuse) of a live, active
     account (else 401). Two primary-key probes on one read-pool connection, outside any
     transaction: a revocation committed before the request started is always seen."""
     from app.modules.users import UsersDirectory
 
+    claims = access_claims(request, token, settings)
     if claims.session_id is None:
         raise _invalid()
-    async with reads.lease() as reader:
+    async with read_pool_of(request).lease() as reader:
         if not await RefreshTokenRepository().is_session_live(
             reader, family_id=claims.session_id, user_id=claims.user_id, now=utcnow()
         ):
@@ -104,15 +101,33 @@ async def get_current_user(request: Request, claims: Claims, reads: DBReads) -> 
     return user
 
 
+# Each public dependency below is one node with plain calls inside: FastAPI's dependency
+# resolution costs about as much per node as a database read does on the hot path.
+
+
+async def get_access_claims(
+    request: Request, token: BearerToken, settings: AuthConfig
+) -> AccessClaims:
+    return access_claims(request, token, settings)
+
+
+Claims = Annotated[AccessClaims, Depends(get_access_claims)]
+
+
+async def get_current_user(request: Request, token: BearerToken, settings: AuthConfig) -> UserDTO:
+    return await authenticate(request, token, settings)
+
+
 if TYPE_CHECKING:
     CurrentUser = Annotated[UserDTO, Depends(get_current_user)]
 else:
     CurrentUser = Annotated[Any, Depends(get_current_user)]
 
 
-async def get_active_user(user: CurrentUser, settings: AuthConfig) -> UserDTO:
+async def get_active_user(request: Request, token: BearerToken, settings: AuthConfig) -> UserDTO:
     """The current user, who must also have verified their email unless
     AUTH_UNVERIFIED_ACCESS_ALLOWED is set (else 403)."""
+    user = await authenticate(request, token, settings)
     if not user.is_verified and not settings.unverified_access_allowed:
         raise Forbidden("Verify your email address first")
     return user

@@ -6,10 +6,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import DBReads, DBSession, Reader
+from app.core.db import DBSession, Reader, read_pool_of
 from app.core.errors import NotFound
 from app.modules.users.config import UsersSettings, get_users_settings, users_config
 from app.modules.users.repositories import UserRepository
@@ -74,8 +74,8 @@ class UsersDirectory:
         return None if row is None else UserDTO.model_validate(row)
 
 
-async def get_users_directory(reads: DBReads) -> UsersDirectory:
-    return UsersDirectory(reads)
+async def get_users_directory(request: Request) -> UsersDirectory:
+    return UsersDirectory(read_pool_of(request))
 
 
 UsersDirectoryDep = Annotated[UsersDirectory, Depends(get_users_directory)]
