@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -120,7 +121,7 @@ def decode_jwt(token: str, *, key: str, issuer: str, audience: str) -> dict[str,
     checked against), so a client's repeated requests skip the signature and claim checks;
     expiry is checked again on every call."""
     claims = _verified_claims(token, key, issuer, audience)
-    now = datetime.now(UTC).timestamp()
+    now = time.time()
     if claims["exp"] <= now:
         raise InvalidToken("Signature has expired")
     if claims["iat"] > now:
