@@ -33,7 +33,6 @@ def _lifespan(settings: Settings, module_packages: Iterable[str]) -> object:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings)
-        await database.open()
         redis = create_redis(settings)
         app.state.database = database
         app.state.redis = redis
@@ -50,6 +49,7 @@ def _lifespan(settings: Settings, module_packages: Iterable[str]) -> object:
         # In-process tasks (tests, QUEUE_BROKER=memory) get this app's dependencies.
         previous_overrides = dict(broker.dependency_overrides)
         taskiq_fastapi.populate_dependency_context(broker, app)
+        await database.open()  # last: nothing after it can fail and leave the pool open
         # Everything built so far lives as long as the process: out of the collector's sight,
         # a full collection no longer walks it. One took 144 ms (every request waits
         # meanwhile), the main source of the tail latency under load.

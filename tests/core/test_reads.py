@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlalchemy import bindparam, literal_column, select
+from sqlalchemy import any_, bindparam, literal_column, select
 
 from app.core.db import ReadPool, ReadQuery
 from app.core.security import encode_jwt
@@ -27,6 +27,14 @@ def test_a_read_query_keeps_the_statements_own_values_and_binds_the_rest() -> No
     assert query.bind({"name": "ada"}) == {"name": "ada", "param_1": 5}
     unbounded = ReadQuery(select(User.id).where(User.id == bindparam("id")))
     assert unbounded.bind({"id": 1}) == {"id": 1}
+
+
+def test_a_read_query_refuses_an_expanding_in_which_the_driver_could_not_run() -> None:
+    with pytest.raises(ValueError, match="any_"):
+        ReadQuery(select(User.id).where(User.role.in_(["admin", "user"])))
+    # The form that works: one array parameter.
+    query = ReadQuery(select(User.id).where(User.role == any_(bindparam("roles"))))
+    assert "ANY (%(roles)s" in query.sql
 
 
 @pytest.fixture
@@ -69,6 +77,9 @@ async def test_reads_see_committed_rows_and_answer_none_for_missing_ones(
     query = ReadQuery(select(User.username).where(User.id == bindparam("id")))
     assert await reads.fetch_one(query, {"id": user.id}) == {"username": "reader"}
     assert await reads.fetch_one(query, {"id": uuid.uuid4()}) is None
+    by_roles = ReadQuery(select(User.username).where(User.role == any_(bindparam("roles"))))
+    assert await reads.fetch_one(by_roles, {"roles": ["admin", "user"]}) == {"username": "reader"}
+    assert await reads.fetch_one(by_roles, {"roles": ["admin"]}) is None
 
 
 async def test_an_unreachable_database_fails_within_the_pool_timeout(
@@ -130,3 +141,22 @@ def _access_token(app: FastAPI) -> str:
         audience=auth.jwt_audience,
         ttl=timedelta(minutes=5),
     )
+
+
+async def test_readiness_fails_when_the_read_pool_cannot_reach_the_database(
+    app: FastAPI, client: AsyncClient, services: Services
+) -> None:
+    down = ReadPool(
+        make_settings(
+            services, database_url="postgresql://postgres@127.0.0.1:1/none", db_pool_timeout=1
+        )
+    )
+    await down.open()
+    working, app.state.database.reads = app.state.database.reads, down
+    try:
+        response = await client.get("/health/ready")
+    finally:
+        app.state.database.reads = working
+        await down.close()
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"database": "fail", "redis": "ok"}

@@ -46,8 +46,10 @@ class Database:
         await self.reads.open()
 
     async def ping(self) -> None:
+        """Both ways to the database answer: the engine's pool and the read pool."""
         async with self.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
+        await self.reads.ping()
 
     async def dispose(self) -> None:
         await self.reads.close()

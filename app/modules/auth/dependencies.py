@@ -1,8 +1,8 @@
 """Authentication dependencies other modules use: CurrentUser, ActiveUser, require_role(...).
 
 The users module's routes depend on these, and these look users up through the users
-gateway; so `app.modules.users` is imported when a request arrives, never at import time
-(that would be an import cycle between the two packages).
+module's `UsersDirectory`; so `app.modules.users` is imported when a request arrives, never at
+import time (that would be an import cycle between the two packages).
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def access_claims(request: Request, token: str | None, settings: AuthSettings) -
 async def authenticate(request: Request, token: str | None, settings: AuthSettings) -> UserDTO:
     """The signed-in user: a valid access token of a live sign-in session (not logged out,
     not revoked by logout-all, a password reset or refresh-token reuse) of a live, active
-    account (else 401). Two primary-key probes on one read-pool connection, outside any
+    account (else 401). Two indexed probes on one read-pool connection, outside any
     transaction: a revocation committed before the request started is always seen."""
     from app.modules.users import UsersDirectory
 
