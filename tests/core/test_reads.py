@@ -20,6 +20,8 @@ from app.modules.users.models import User
 from tests.conftest import Services, make_settings
 from tests.factories.users import create_user
 
+DEAD_DATABASE = "postgresql://postgres@127.0.0.1:1/none"  # nothing listens on port 1
+
 
 def test_a_read_query_keeps_the_statements_own_values_and_binds_the_rest() -> None:
     query = ReadQuery(select(User.id).where(User.username == bindparam("name")).limit(5))
@@ -85,11 +87,7 @@ async def test_reads_see_committed_rows_and_answer_none_for_missing_ones(
 async def test_an_unreachable_database_fails_within_the_pool_timeout(
     services: Services,
 ) -> None:
-    pool = ReadPool(
-        make_settings(
-            services, database_url="postgresql://postgres@127.0.0.1:1/none", db_pool_timeout=1
-        )
-    )
+    pool = ReadPool(make_settings(services, database_url=DEAD_DATABASE, db_pool_timeout=1))
     await pool.open()
     try:
         started = time.monotonic()
@@ -109,26 +107,38 @@ async def test_a_statement_error_reaches_the_caller_and_the_connection_stays_usa
     assert await reads.fetch_one(BACKEND, {}) is not None
 
 
-async def test_the_api_answers_503_problem_when_the_read_pool_cannot_connect(
-    app: FastAPI, client: AsyncClient, services: Services
-) -> None:
-    down = ReadPool(
-        make_settings(
-            services, database_url="postgresql://postgres@127.0.0.1:1/none", db_pool_timeout=1
-        )
-    )
+@pytest.fixture
+async def unreachable_reads(app: FastAPI, services: Services) -> AsyncIterator[None]:
+    """The app's read pool swapped for one whose database never answers."""
+    down = ReadPool(make_settings(services, database_url=DEAD_DATABASE, db_pool_timeout=1))
     await down.open()
     working, app.state.database.reads = app.state.database.reads, down
     try:
-        response = await client.get(
-            "/api/v1/users/me", headers={"Authorization": "Bearer " + _access_token(app)}
-        )
+        yield
     finally:
         app.state.database.reads = working
         await down.close()
+
+
+@pytest.mark.usefixtures("unreachable_reads")
+async def test_the_api_answers_503_problem_when_the_read_pool_cannot_connect(
+    app: FastAPI, client: AsyncClient
+) -> None:
+    response = await client.get(
+        "/api/v1/users/me", headers={"Authorization": "Bearer " + _access_token(app)}
+    )
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["retry-after"] == "5"
+
+
+@pytest.mark.usefixtures("unreachable_reads")
+async def test_readiness_fails_when_the_read_pool_cannot_reach_the_database(
+    client: AsyncClient,
+) -> None:
+    response = await client.get("/health/ready")
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"database": "fail", "redis": "ok"}
 
 
 def _access_token(app: FastAPI) -> str:
@@ -141,22 +151,3 @@ def _access_token(app: FastAPI) -> str:
         audience=auth.jwt_audience,
         ttl=timedelta(minutes=5),
     )
-
-
-async def test_readiness_fails_when_the_read_pool_cannot_reach_the_database(
-    app: FastAPI, client: AsyncClient, services: Services
-) -> None:
-    down = ReadPool(
-        make_settings(
-            services, database_url="postgresql://postgres@127.0.0.1:1/none", db_pool_timeout=1
-        )
-    )
-    await down.open()
-    working, app.state.database.reads = app.state.database.reads, down
-    try:
-        response = await client.get("/health/ready")
-    finally:
-        app.state.database.reads = working
-        await down.close()
-    assert response.status_code == 503
-    assert response.json()["checks"] == {"database": "fail", "redis": "ok"}
