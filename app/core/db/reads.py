@@ -112,7 +112,8 @@ class ReadPool:
     async def close(self) -> None:
         if self._checking is not None:
             self._checking.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # Whatever it ended with (cancelled, or a failure of its own) is of no use now.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._checking
         await self._pool.close(timeout=5)
 
