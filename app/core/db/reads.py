@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
+from types import TracebackType
 from typing import Any, Protocol
 
 import psycopg
@@ -64,16 +64,45 @@ class Reader(Protocol):
 
 
 class LeasedReader:
-    """One pooled connection for several reads in a row (one checkout instead of several)."""
+    """One pooled connection, and one cursor on it, for several reads in a row."""
 
-    __slots__ = ("_connection",)
+    __slots__ = ("_cursor",)
 
     def __init__(self, connection: psycopg.AsyncConnection[DictRow]) -> None:
-        self._connection = connection
+        self._cursor = connection.cursor()
 
     async def fetch_one(self, query: ReadQuery, params: Mapping[str, Any]) -> dict[str, Any] | None:
-        cursor = await self._connection.execute(query.sql, query.bind(params))
-        return await cursor.fetchone()
+        await self._cursor.execute(query.sql, query.bind(params))
+        return await self._cursor.fetchone()
+
+
+class Lease:
+    """The async context of `ReadPool.lease()`: a class rather than a generator-based
+    context manager (psycopg_pool's own `connection()` is one), because checking a connection
+    out and in is on every authenticated request and cost as much as a query that way."""
+
+    __slots__ = ("_connection", "_owner")
+
+    def __init__(self, owner: ReadPool) -> None:
+        self._owner = owner
+        self._connection: psycopg.AsyncConnection[DictRow] | None = None
+
+    async def __aenter__(self) -> LeasedReader:
+        self._connection = await self._owner.pool.getconn()
+        return LeasedReader(self._connection)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._connection is not None:
+            # A connection left broken is discarded here, and a new one made in its place.
+            await self._owner.pool.putconn(self._connection)
+            self._connection = None
+        if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, PoolTimeout):
+            self._owner.drop_broken_connections()
 
 
 class ReadPool:
@@ -89,7 +118,7 @@ class ReadPool:
         }
         if settings.db_statement_timeout_ms:
             options["options"] = f"-c statement_timeout={settings.db_statement_timeout_ms}"
-        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] = AsyncConnectionPool(
+        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] = AsyncConnectionPool(
             settings.postgres_url,
             min_size=1,
             max_size=settings.db_read_pool_size,
@@ -107,7 +136,7 @@ class ReadPool:
 
     async def open(self) -> None:
         # Not waiting: the app starts (and /health/ready says why) while the database is down.
-        await self._pool.open(wait=False)
+        await self.pool.open(wait=False)
 
     async def close(self) -> None:
         if self._checking is not None:
@@ -115,7 +144,7 @@ class ReadPool:
             # Whatever it ended with (cancelled, or a failure of its own) is of no use now.
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._checking
-        await self._pool.close(timeout=5)
+        await self.pool.close(timeout=5)
 
     async def ping(self) -> None:
         await self.fetch_one(_PING, {})
@@ -124,22 +153,15 @@ class ReadPool:
         async with self.lease() as reader:
             return await reader.fetch_one(query, params)
 
-    @asynccontextmanager
-    async def lease(self) -> AsyncIterator[LeasedReader]:
-        try:
-            async with self._pool.connection() as connection:
-                yield LeasedReader(connection)
-        except PoolTimeout:
-            raise  # saturated, not broken
-        except psycopg.OperationalError:
-            self._drop_broken_connections()
-            raise
+    def lease(self) -> Lease:
+        """`async with pool.lease() as reader:` several reads on one connection."""
+        return Lease(self)
 
-    def _drop_broken_connections(self) -> None:
+    def drop_broken_connections(self) -> None:
         """After a failure, test the idle connections (a restarted server left them all
         broken) so the next requests get working ones, not one failure per connection."""
         if self._checking is None or self._checking.done():
-            self._checking = asyncio.get_running_loop().create_task(self._pool.check())
+            self._checking = asyncio.get_running_loop().create_task(self.pool.check())
 
 
 _PING = ReadQuery(select(literal_column("1").label("ok")))
