@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,9 @@ class Result:
     errors: int
     requests: int
     load_generator: str
+    # Each round's own figures, for a reader who wants to see the spread.
+    rounds_requests_per_s: list[float] = field(default_factory=list)
+    rounds_p99_ms: list[float] = field(default_factory=list)
 
 
 def _free_port() -> int:
@@ -262,6 +265,13 @@ def _combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "p99_us": statistics.median(run["p99_us"] for run in runs),
         "errors": sum(run["errors"] for run in runs),
         "generator": runs[0]["generator"],
+        "rounds": [
+            (
+                round(run["requests"] / (run["duration_us"] / 1e6 or 1), 1),
+                round(run["p99_us"] / 1000, 2),
+            )
+            for run in runs
+        ],
     }
 
 
@@ -277,6 +287,8 @@ def _result(scenario: str, target: str, connections: int, data: dict[str, Any]) 
         errors=int(data["errors"]),
         requests=int(data["requests"]),
         load_generator=data["generator"],
+        rounds_requests_per_s=[rps for rps, _ in data.get("rounds", [])],
+        rounds_p99_ms=[p99 for _, p99 in data.get("rounds", [])],
     )
 
 
