@@ -265,30 +265,31 @@ def _combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "p99_us": statistics.median(run["p99_us"] for run in runs),
         "errors": sum(run["errors"] for run in runs),
         "generator": runs[0]["generator"],
-        "rounds": [
-            (
-                round(run["requests"] / (run["duration_us"] / 1e6 or 1), 1),
-                round(run["p99_us"] / 1000, 2),
-            )
-            for run in runs
-        ],
+        "runs": runs,
     }
 
 
+def _requests_per_s(data: dict[str, Any]) -> float:
+    return round(int(data["requests"]) / (data["duration_us"] / 1e6 or 1), 1)
+
+
+def _ms(microseconds: float) -> float:
+    return round(microseconds / 1000, 2)
+
+
 def _result(scenario: str, target: str, connections: int, data: dict[str, Any]) -> Result:
-    seconds = data["duration_us"] / 1e6 or 1
     return Result(
         scenario=scenario,
         target=target,
         connections=connections,
-        requests_per_s=round(data["requests"] / seconds, 1),
-        p50_ms=round(data["p50_us"] / 1000, 2),
-        p99_ms=round(data["p99_us"] / 1000, 2),
+        requests_per_s=_requests_per_s(data),
+        p50_ms=_ms(data["p50_us"]),
+        p99_ms=_ms(data["p99_us"]),
         errors=int(data["errors"]),
         requests=int(data["requests"]),
         load_generator=data["generator"],
-        rounds_requests_per_s=[rps for rps, _ in data.get("rounds", [])],
-        rounds_p99_ms=[p99 for _, p99 in data.get("rounds", [])],
+        rounds_requests_per_s=[_requests_per_s(run) for run in data["runs"]],
+        rounds_p99_ms=[_ms(run["p99_us"]) for run in data["runs"]],
     )
 
 

@@ -3,9 +3,7 @@
 from app.core.db.base import Base, SoftDeleteMixin, TimestampMixin, UUIDPrimaryKeyMixin, utcnow
 from app.core.db.engine import (
     Database,
-    DBReads,
     DBSession,
-    get_read_pool,
     get_session,
     read_pool_of,
 )
@@ -16,7 +14,6 @@ from app.core.db.repository import BaseRepository
 __all__ = [
     "Base",
     "BaseRepository",
-    "DBReads",
     "DBSession",
     "Database",
     "FilterSpec",
@@ -28,7 +25,6 @@ __all__ = [
     "SoftDeleteMixin",
     "TimestampMixin",
     "UUIDPrimaryKeyMixin",
-    "get_read_pool",
     "get_session",
     "list_params",
     "read_pool_of",
