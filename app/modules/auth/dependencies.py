@@ -82,19 +82,20 @@ def access_claims(request: Request, token: str | None, settings: AuthSettings) -
 async def authenticate(request: Request, token: str | None, settings: AuthSettings) -> UserDTO:
     """The signed-in user: a valid access token of a live sign-in session (not logged out,
     not revoked by logout-all, a password reset or refresh-token reuse) of a live, active
-    account (else 401). Two indexed probes on one read-pool connection, outside any
-    transaction: a revocation committed before the request started is always seen."""
+    account (else 401). One read on the read pool, outside any transaction: the users
+    directory's lookup with this module's session condition added, so a revocation committed
+    before the request started is always seen."""
     from app.modules.users import UsersDirectory
 
     claims = access_claims(request, token, settings)
     if claims.session_id is None:
         raise _invalid()
-    async with read_pool_of(request).lease() as reader:
-        if not await RefreshTokenRepository().is_session_live(
-            reader, family_id=claims.session_id, user_id=claims.user_id, now=utcnow()
-        ):
-            raise _invalid()
-        user = await UsersDirectory(reader).get_live(claims.user_id)
+    live_session, values = RefreshTokenRepository().live_session_condition(
+        family_id=claims.session_id, user_id=claims.user_id, now=utcnow()
+    )
+    user = await UsersDirectory(read_pool_of(request)).get_live(
+        claims.user_id, also=live_session, also_params=values
+    )
     if user is None or not user.is_active:
         raise _invalid()
     request.state.user_id = user.id  # rate limits count per user from here on

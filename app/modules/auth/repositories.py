@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import Reader, ReadQuery
 from app.modules.auth.models import ActionToken, RefreshToken, TokenPurpose
 
 
@@ -20,18 +20,19 @@ def user_lock_key(user_id: uuid.UUID) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-# Every authenticated request asks it: compiled once for the read pool, so a request only
-# binds the values (building the expression each time was a seventh of the request's CPU).
-_LIVE_SESSION_PROBE = ReadQuery(
+# Whether a sign-in session still has its live head token (one probe of the partial index
+# `ix_auth_refresh_tokens_live_family`). Authentication hands it to the users directory, which
+# adds it to its user lookup: one round trip for both.
+_LIVE_SESSION = (
     select(RefreshToken.id)
     .where(
-        RefreshToken.family_id == bindparam("family_id"),
+        RefreshToken.family_id == bindparam("session_family_id"),
         RefreshToken.revoked_at.is_(None),
         RefreshToken.rotated_at.is_(None),
-        RefreshToken.user_id == bindparam("user_id"),
-        RefreshToken.expires_at > bindparam("now"),
+        RefreshToken.user_id == bindparam("session_user_id"),
+        RefreshToken.expires_at > bindparam("session_now"),
     )
-    .limit(1)
+    .exists()
 )
 
 
@@ -41,6 +42,17 @@ class RefreshTokenRepository:
         inserts a new token and a revocation of the user's tokens never interleave, so a
         revocation cannot miss a token inserted concurrently."""
         await session.execute(select(func.pg_advisory_xact_lock(user_lock_key(user_id))))
+
+    def live_session_condition(
+        self, *, family_id: uuid.UUID, user_id: uuid.UUID, now: datetime
+    ) -> tuple[ColumnElement[bool], dict[str, Any]]:
+        """A condition, and its values, that holds while the sign-in session has its live head
+        token: for another module's read to include, so one round trip asks both."""
+        return _LIVE_SESSION, {
+            "session_family_id": family_id,
+            "session_user_id": user_id,
+            "session_now": now,
+        }
 
     async def add(self, session: AsyncSession, token: RefreshToken) -> RefreshToken:
         session.add(token)
@@ -65,16 +77,6 @@ class RefreshTokenRepository:
             .execution_options(populate_existing=True)
         )
         return (await session.execute(query)).scalar_one_or_none()
-
-    async def is_session_live(
-        self, reads: Reader, *, family_id: uuid.UUID, user_id: uuid.UUID, now: datetime
-    ) -> bool:
-        """Whether the sign-in session still has its live head token: one probe of the
-        partial index `ix_auth_refresh_tokens_live_family`, on the read pool."""
-        row = await reads.fetch_one(
-            _LIVE_SESSION_PROBE, {"family_id": family_id, "user_id": user_id, "now": now}
-        )
-        return row is not None
 
     async def revoke_family(
         self, session: AsyncSession, *, family_id: uuid.UUID, user_id: uuid.UUID, now: datetime

@@ -4,9 +4,11 @@ objects; injected with FastAPI DI (`UsersGatewayDep`) so tests can replace it.""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import DBSession, Reader, read_pool_of
@@ -68,9 +70,22 @@ class UsersDirectory:
     def __init__(self, reads: Reader) -> None:
         self._reads = reads
 
-    async def get_live(self, user_id: uuid.UUID) -> UserDTO | None:
-        """A live (not deleted) user, active or not."""
-        row = await UserRepository().read_live_view(self._reads, id=user_id)
+    async def get_live(
+        self,
+        user_id: uuid.UUID,
+        *,
+        also: ColumnElement[bool] | None = None,
+        also_params: Mapping[str, Any] | None = None,
+    ) -> UserDTO | None:
+        """A live (not deleted) user, active or not.
+
+        `also` is a condition of the caller's own, typically an EXISTS on a table of its
+        module, with `also_params` for its bound values: the answer is None unless it holds
+        too, and both questions cost one round trip. The statement is compiled once per
+        `also` object, so pass a module-level constant."""
+        row = await UserRepository().read_live_view(
+            self._reads, id=user_id, also=also, also_params=also_params
+        )
         return None if row is None else UserDTO.model_validate(row)
 
 

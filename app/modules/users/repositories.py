@@ -3,21 +3,37 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import ColumnElement, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import BaseRepository, Reader, ReadQuery
 from app.modules.users.models import Role, User
 from app.modules.users.schemas import UserDTO
 
-# What a UserDTO shows of a live user (never the password hash), by primary key.
-_LIVE_USER_VIEW = ReadQuery(
-    select(*(User.__table__.c[name] for name in UserDTO.model_fields)).where(
+
+def _live_user_view(also: ColumnElement[bool] | None = None) -> ReadQuery:
+    """What a UserDTO shows of a live user (never the password hash), by primary key; and
+    `also` (a condition of the caller's), so that one round trip answers both questions."""
+    query = select(*(User.__table__.c[name] for name in UserDTO.model_fields)).where(
         User.id == bindparam("id"), User.deleted_at.is_(None)
     )
-)
+    return ReadQuery(query if also is None else query.where(also))
+
+
+_LIVE_USER_VIEW = _live_user_view()
+# Compiled once per caller's condition, which is a module-level constant of the caller's:
+# keyed by identity (a SQL expression's `==` builds a comparison, it does not compare).
+_live_user_views_with: dict[int, tuple[ColumnElement[bool], ReadQuery]] = {}
+
+
+def _live_user_view_with(also: ColumnElement[bool]) -> ReadQuery:
+    cached = _live_user_views_with.get(id(also))
+    if cached is None or cached[0] is not also:
+        cached = _live_user_views_with[id(also)] = (also, _live_user_view(also))
+    return cached[1]
 
 
 class UserRepository(BaseRepository[User]):
@@ -47,9 +63,20 @@ class UserRepository(BaseRepository[User]):
         )
         return len((await session.execute(query)).all())
 
-    async def read_live_view(self, reads: Reader, *, id: uuid.UUID) -> dict[str, Any] | None:
-        """The UserDTO fields of a live user, on the read pool (no transaction)."""
-        return await reads.fetch_one(_LIVE_USER_VIEW, {"id": id})
+    async def read_live_view(
+        self,
+        reads: Reader,
+        *,
+        id: uuid.UUID,
+        also: ColumnElement[bool] | None = None,
+        also_params: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
+        """The UserDTO fields of a live user for which `also` holds (with `also_params` for
+        its values), on the read pool (no transaction)."""
+        if also is None:
+            return await reads.fetch_one(_LIVE_USER_VIEW, {"id": id})
+        query = _live_user_view_with(also)
+        return await reads.fetch_one(query, {**(also_params or {}), "id": id})
 
     async def get_by_login(self, session: AsyncSession, *, login: str) -> User | None:
         """A live user by email (when the login contains '@') or username."""

@@ -6,17 +6,20 @@ import uuid
 from dataclasses import dataclass
 
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from typer.testing import CliRunner
 
 import app.modules.users.policies as policies
 from app.core.config import get_settings
+from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound
-from app.modules.users import UserCreate, UserDTO, UsersGateway
+from app.modules.users import UserCreate, UserDTO, UsersDirectory, UsersGateway
 from app.modules.users.config import UsersSettings, get_users_settings
 from app.modules.users.models import User
 from tests.conftest import Services
-from tests.factories.users import DEFAULT_PASSWORD
+from tests.factories.users import DEFAULT_PASSWORD, create_user
 
 
 @dataclass
@@ -68,6 +71,28 @@ async def test_gateway_speaks_in_dtos(session: AsyncSession, user: User) -> None
     with pytest.raises(Conflict):
         await gateway.create(
             UserCreate(email="NEW@example.com", username="other", password=DEFAULT_PASSWORD)
+        )
+
+
+async def test_the_directory_reads_committed_users_and_adds_a_callers_condition(
+    app: FastAPI,
+) -> None:
+    async with app.state.database.sessionmaker() as session:
+        listed = await create_user(session, username="listed")
+        gone = await create_user(session, username="gone", deleted_at=utcnow())
+    directory = UsersDirectory(app.state.database.reads)
+    found = await directory.get_live(listed.id)
+    assert isinstance(found, UserDTO)
+    assert found.username == "listed"
+    assert await directory.get_live(gone.id) is None
+    assert await directory.get_live(uuid.uuid4()) is None
+    # A condition of another module's, with its own values: the user only when it holds too.
+    name_taken = exists(select(User.id).where(User.username == bindparam("taken")))
+    for _ in range(2):  # the second call reuses the statement compiled for this condition
+        assert await directory.get_live(listed.id, also=name_taken, also_params={"taken": "gone"})
+        assert (
+            await directory.get_live(listed.id, also=name_taken, also_params={"taken": "nobody"})
+            is None
         )
 
 
