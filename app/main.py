@@ -25,6 +25,7 @@ from app.core.modules import DEFAULT_PACKAGES, ModuleSpec, discover_modules
 from app.core.queue import broker
 from app.core.ratelimit import RateLimiter, default_rate_limit
 from app.core.redis import create_redis
+from app.core.routing import mount_flat
 
 API_PREFIX = "/api/v1"
 
@@ -71,15 +72,15 @@ def _lifespan(settings: Settings, module_packages: Iterable[str]) -> object:
 
 
 def _mount_modules(app: FastAPI, modules: Iterable[ModuleSpec], settings: Settings) -> None:
-    """Each module's router straight on the app under /api/v1: FastAPI matches a request
-    against every level of nested routers twice, so an intermediate "api" router doubled
-    the routing cost of every request (0.41 ms against 0.19 ms, measured)."""
+    """Each module's routes in the app's own routing table under /api/v1 (`mount_flat`: FastAPI
+    matches a request against every level of included routers twice)."""
     # Every API route is rate limited (unless RATE_LIMIT_ENABLED is off) and may find a
     # backing service down.
     limits = [Depends(default_rate_limit)] if settings.rate_limit_enabled else []
     for spec in modules:
         if spec.router is not None:
-            app.include_router(
+            mount_flat(
+                app,
                 spec.router,
                 prefix=API_PREFIX + spec.url_prefix,
                 tags=list(spec.tags) or [spec.name],
@@ -107,7 +108,7 @@ def create_app(
     app.state.modules = modules
 
     install_error_handlers(app)
-    app.include_router(health_router)
+    mount_flat(app, health_router)
     _mount_modules(app, modules, settings)
     install_problem_docs(app)
 

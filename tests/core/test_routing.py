@@ -1,0 +1,112 @@
+"""Flat mounting: the same routes, OpenAPI and dependency behaviour as include_router."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import httpx
+from fastapi import APIRouter, Depends, FastAPI, Header, WebSocket, status
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+
+from app.core.routing import ROUTE_OPTIONS, mount_flat
+
+CALLS: list[str] = []
+
+
+async def include_level_dependency() -> None:
+    CALLS.append("inclusion")
+
+
+async def route_level_dependency(x_caller: Annotated[str, Header()] = "anonymous") -> str:
+    CALLS.append("route")
+    return x_caller
+
+
+class Greeting(BaseModel):
+    text: str
+
+
+def _router() -> APIRouter:
+    router = APIRouter(tags=["greetings"], responses={404: {"description": "Nobody here"}})
+
+    @router.get("/{name}", response_model=Greeting, summary="Greet someone")
+    async def greet(name: str, caller: Annotated[str, Depends(route_level_dependency)]) -> Any:
+        return {"text": f"hello {name} from {caller}", "dropped": "by the response model"}
+
+    @router.post("", status_code=status.HTTP_201_CREATED, responses={409: {"description": "Taken"}})
+    async def create(body: Greeting) -> Greeting:
+        return body
+
+    return router
+
+
+def _app(mount: str) -> FastAPI:
+    app = FastAPI()
+    options: dict[str, Any] = {
+        "prefix": "/api/v1/greetings",
+        "tags": ["module"],
+        "dependencies": [Depends(include_level_dependency)],
+        "responses": {429: {"description": "Slow down"}},
+    }
+    if mount == "flat":
+        mount_flat(app, _router(), **options)
+    else:
+        app.include_router(_router(), **options)
+    return app
+
+
+def test_the_flat_app_documents_exactly_what_include_router_documents() -> None:
+    assert _app("flat").openapi() == _app("included").openapi()
+
+
+def test_the_routes_live_in_the_apps_own_table() -> None:
+    routes = [route for route in _app("flat").router.routes if isinstance(route, APIRoute)]
+    greet = next(route for route in routes if route.name == "greet")
+    assert greet.path == "/api/v1/greetings/{name}"
+    assert greet.tags == ["module", "greetings"]
+    assert set(greet.responses) == {404, 429}
+
+
+async def test_requests_run_the_inclusions_and_the_routes_dependencies_and_overrides() -> None:
+    app = _app("flat")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        CALLS.clear()
+        greeted = await client.get("/api/v1/greetings/ada", headers={"x-caller": "bob"})
+        assert greeted.json() == {"text": "hello ada from bob"}
+        assert CALLS == ["inclusion", "route"]
+
+        app.dependency_overrides[route_level_dependency] = lambda: "an override"
+        overridden = await client.get("/api/v1/greetings/ada")
+        assert overridden.json() == {"text": "hello ada from an override"}
+
+        created = await client.post("/api/v1/greetings", json={"text": "hi"})
+        assert (created.status_code, created.json()) == (201, {"text": "hi"})
+        assert (await client.post("/api/v1/greetings", json={})).status_code == 422
+        assert (await client.get("/api/v1/elsewhere")).status_code == 404
+
+
+async def test_a_router_with_more_than_path_operations_is_included_the_ordinary_way() -> None:
+    router = _router()
+
+    @router.websocket("/stream")
+    async def stream(websocket: WebSocket) -> None:  # pragma: no cover - never connected
+        await websocket.close()
+
+    app = FastAPI()
+    mount_flat(app, router, prefix="/api/v1/greetings")
+    # Not in the app's own table: behind the inclusion.
+    assert "/api/v1/greetings/{name}" not in {getattr(r, "path", "") for r in app.router.routes}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        greeted = await client.get("/api/v1/greetings/ada")
+    assert greeted.json() == {"text": "hello ada from anonymous"}
+
+
+def test_every_route_option_fastapi_knows_is_carried_over() -> None:
+    """Fails on a FastAPI upgrade that adds a path-operation option a flat mount would drop."""
+    route = _router().routes[0]
+    merged = {"path", "endpoint", "route_class_override", "tags", "dependencies", "responses"}
+    missing = [name for name in ROUTE_OPTIONS if name not in merged and not hasattr(route, name)]
+    assert missing == []
