@@ -10,10 +10,11 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 import time_machine
+from fastapi import FastAPI
 from httpx import AsyncClient
 
 from app.core.queue import broker
-from app.modules.auth.config import AuthSettings
+from app.modules.auth.config import AuthSettings, auth_config
 from app.modules.users.models import User
 from tests.conftest import TEST_SECRET, MailOutbox
 from tests.factories.users import DEFAULT_PASSWORD
@@ -143,6 +144,24 @@ async def test_unverified_users_rules(
     auth_settings(unverified_login_allowed=False)
     denied = await client.post(LOGIN_URL, data={"username": "newbie", "password": DEFAULT_PASSWORD})
     assert denied.status_code == 403
+
+
+async def test_authentication_follows_an_async_override_of_the_auth_settings(
+    app: FastAPI, client: AsyncClient, make_user: Callable[..., object]
+) -> None:
+    unverified = await make_user(username="newbie", email="newbie@example.com", is_verified=False)  # type: ignore[misc]
+    headers = bearer((await login(client, "newbie"))["access_token"])
+
+    async def unverified_allowed() -> AuthSettings:
+        return AuthSettings(_env_file=None, unverified_access_allowed=True)
+
+    app.dependency_overrides[auth_config] = unverified_allowed
+    try:
+        own = await client.get(f"/api/v1/users/{unverified.id}", headers=headers)
+    finally:
+        app.dependency_overrides.pop(auth_config)
+    assert own.status_code == 200
+    assert (await client.get(f"/api/v1/users/{unverified.id}", headers=headers)).status_code == 403
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_family(
@@ -373,6 +392,12 @@ async def test_every_endpoint_is_documented(client: AsyncClient) -> None:
         assert codes & {"200", "201", "202", "204"}, path
         assert codes & {"400", "401", "409", "422"}, path
     assert "OAuth2PasswordBearer" in spec["components"]["securitySchemes"]
+    # Operations that need a token say so (Authorize in /docs); sign-up and sign-in do not.
+    signed_in = {"/api/v1/auth/logout", "/api/v1/auth/logout-all", "/api/v1/users/me"}
+    signed_in |= {"/api/v1/users/me/password", "/api/v1/users", "/api/v1/users/{user_id}"}
+    for path, method in expected.items():
+        security = paths[path][method].get("security")
+        assert security == ([{"OAuth2PasswordBearer": []}] if path in signed_in else None), path
     assert "password_hash" not in str(spec)
 
 
