@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Depends, FastAPI, Header, WebSocket, status
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response, WebSocket, status
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from app.core.routing import ROUTE_OPTIONS, mount_flat
+from app.core.routing import ROUTE_OPTIONS, PrefixCheckedRoute, mount_flat, prefix_checked
 
 CALLS: list[str] = []
 
@@ -110,3 +111,51 @@ def test_every_route_option_fastapi_knows_is_carried_over() -> None:
     merged = {"path", "endpoint", "route_class_override", "tags", "dependencies", "responses"}
     missing = [name for name in ROUTE_OPTIONS if name not in merged and not hasattr(route, name)]
     assert missing == []
+
+
+class StampedRoute(APIRoute):
+    """A router's own route class: a flat mount keeps it (and its behaviour)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def stamped(request: Request) -> Response:
+            response = await handler(request)
+            response.headers["x-stamped"] = "yes"
+            return response
+
+        return stamped
+
+
+def test_the_early_refusal_agrees_with_the_full_check() -> None:
+    app = _app("flat")
+    checked = [route for route in app.router.routes if isinstance(route, PrefixCheckedRoute)]
+    assert len(checked) == 2
+    paths = ["/api/v1/greetings/ada", "/api/v1/greetings", "/api/v1/greeting", "/", "/api/v2/x"]
+    for route in checked:
+        for path in paths:
+            for method in ("GET", "POST", "DELETE"):
+                scope = {"type": "http", "path": path, "root_path": "", "method": method}
+                assert route.matches(scope) == APIRoute.matches(route, dict(scope)), (path, method)
+
+
+async def test_flat_routes_keep_their_class_and_answer_under_a_root_path() -> None:
+    router = APIRouter(route_class=StampedRoute)
+
+    @router.get("/{name}")
+    async def greet(name: str) -> dict[str, str]:
+        return {"name": name}
+
+    app = FastAPI()
+    mount_flat(app, router, prefix="/greetings")
+    route = app.router.routes[-1]
+    assert isinstance(route, StampedRoute)
+    assert isinstance(route, PrefixCheckedRoute)
+    assert prefix_checked(StampedRoute) is type(route)  # one class per route class
+    transport = httpx.ASGITransport(app=app, root_path="/behind-proxy")
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        for url in ("/greetings/ada", "/behind-proxy/greetings/ada"):
+            response = await client.get(url)
+            assert response.json() == {"name": "ada"}, url
+            assert response.headers["x-stamped"] == "yes"
+        assert (await client.get("/elsewhere/ada")).status_code == 404
