@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import taskiq_fastapi
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.telemetry import TelemetryConfig
 
 from app.core.cache import CacheService, set_default_cache
 from app.core.config import Settings, get_settings
@@ -71,6 +72,16 @@ def _lifespan(settings: Settings, module_packages: Iterable[str]) -> object:
     return lifespan
 
 
+# FastAPI instruments requests with OpenTelemetry whenever a provider is configured, and checks
+# for one on every request; TELEMETRY_ENABLED=false turns all of it off.
+_TELEMETRY_OFF: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
+
+
 def _mount_modules(app: FastAPI, modules: Iterable[ModuleSpec], settings: Settings) -> None:
     """Each module's routes in the app's own routing table under /api/v1 (`mount_flat`: FastAPI
     matches a request against every level of included routers twice)."""
@@ -103,6 +114,7 @@ def create_app(
         lifespan=_lifespan(settings, module_packages),  # type: ignore[arg-type]
         docs_url=None if settings.is_production else "/docs",
         redoc_url=None,
+        telemetry=None if settings.telemetry_enabled else _TELEMETRY_OFF,
     )
     app.state.settings = settings
     app.state.modules = modules

@@ -1,0 +1,44 @@
+"""TELEMETRY_ENABLED turns FastAPI's built-in OpenTelemetry instrumentation on and off."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry import trace
+
+from app.main import create_app
+from tests.conftest import Services, make_settings
+
+
+class RecordingTracer(trace.NoOpTracer):
+    def __init__(self) -> None:
+        self.spans: list[str] = []
+
+    def start_span(self, name: str, *args: Any, **kwargs: Any) -> trace.Span:
+        self.spans.append(name)
+        return super().start_span(name, *args, **kwargs)
+
+
+class RecordingTracerProvider(trace.TracerProvider):
+    """A configured provider, as an OpenTelemetry SDK would install, that remembers spans."""
+
+    def __init__(self) -> None:
+        self.tracer = RecordingTracer()
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        return self.tracer
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_requests_are_traced_only_when_telemetry_is_enabled(
+    services: Services, monkeypatch: pytest.MonkeyPatch, enabled: bool
+) -> None:
+    provider = RecordingTracerProvider()
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    app = create_app(make_settings(services, telemetry_enabled=enabled))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        assert (await client.get("/health/live")).status_code == 200
+    assert provider.tracer.spans == (["GET"] if enabled else [])
