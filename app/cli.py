@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -17,6 +18,14 @@ migrate_cli = typer.Typer(no_args_is_help=True, help="Database migrations (Alemb
 cli.add_typer(migrate_cli, name="migrate")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@cli.callback()
+def _collect_unless_serving(context: typer.Context) -> None:
+    """`app` starts with the collector off (app/__main__.py); only `serve` keeps it off, until
+    its lifespan has started the app."""
+    if context.invoked_subcommand != "serve":
+        gc.enable()
 
 
 def _fail(message: str) -> None:
@@ -96,12 +105,15 @@ def serve(
 
     _settings_or_exit()
     settings = get_settings()
+    workers = workers or settings.server_workers
+    if workers > 1:
+        gc.enable()  # this process only supervises; each worker process starts on its own
     uvicorn.run(
         "app.main:create_app",
         factory=True,
         host=host or settings.server_host,
         port=port or settings.server_port,
-        workers=workers or settings.server_workers,
+        workers=workers,
         loop="uvloop",
         http="httptools",
         log_config=None,

@@ -54,8 +54,10 @@ def _lifespan(settings: Settings, module_packages: Iterable[str]) -> object:
         await database.open()  # last: nothing after it can fail and leave the pool open
         # Everything built so far lives as long as the process: out of the collector's sight,
         # a full collection no longer walks it. One took 144 ms (every request waits
-        # meanwhile), the main source of the tail latency under load.
+        # meanwhile), the main source of the tail latency under load. `app serve` starts with
+        # collection off (see app/__main__.py): it is on from here.
         gc.freeze()
+        gc.enable()
         try:
             yield
         finally:

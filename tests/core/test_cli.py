@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import uvicorn
 from redis import Redis
 from typer.testing import CliRunner
 
+import app.__main__
+import app.cli
 from app.cli import cli
 from app.core.config import get_settings
 from app.core.embedded import ensure_services
@@ -43,6 +47,27 @@ def test_help_for_every_command(command: list[str]) -> None:
     result = runner.invoke(cli, [*command, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
+
+
+def test_the_command_starts_with_the_collector_off_and_only_serve_keeps_it_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    collecting: list[bool] = []
+    monkeypatch.setattr(app.cli, "main", lambda: collecting.append(gc.isenabled()))
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: collecting.append(gc.isenabled()))
+    try:
+        app.__main__.main()  # what the `app` script runs: the imports happen with it off
+        assert collecting == [False]
+        for command, collects in (
+            (["routes"], True),
+            (["serve"], False),
+            (["serve", "--workers", "2"], True),
+        ):
+            gc.disable()
+            runner.invoke(cli, command)
+            assert gc.isenabled() is collects, command
+    finally:
+        gc.enable()
 
 
 def test_routes_lists_health_endpoints(test_env: None) -> None:
