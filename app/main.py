@@ -19,7 +19,7 @@ from app.core.events import add_events_middleware
 from app.core.events import drain as drain_events
 from app.core.health import LivenessProbeMiddleware
 from app.core.health import router as health_router
-from app.core.http import BodySizeLimitMiddleware, SecurityHeadersMiddleware, security_headers
+from app.core.http import BodySizeLimitMiddleware, security_headers
 from app.core.logging import RequestContextMiddleware, configure_logging
 from app.core.mail import MailService, MailTemplates
 from app.core.modules import DEFAULT_PACKAGES, ModuleSpec, discover_modules
@@ -138,10 +138,11 @@ def create_app(
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Domain events are delivered after the response, still inside the request's context.
     add_events_middleware(app)
-    # Every response, a 500 included, carries the request id and is logged...
-    app.add_middleware(RequestContextMiddleware)
-    # ...and the security headers (so nothing escapes them).
-    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.is_production)
+    # Every response, a 500 included, carries the request id and the security headers, and is
+    # logged.
+    app.add_middleware(
+        RequestContextMiddleware, response_headers=security_headers(hsts=settings.is_production)
+    )
     # Outermost: liveness probes are answered before everything else.
     app.add_middleware(
         LivenessProbeMiddleware, headers=security_headers(hsts=settings.is_production)

@@ -1,4 +1,4 @@
-"""Pure-ASGI hardening middleware: security headers on every response, and a body size cap."""
+"""HTTP hardening: the security headers every response carries, and a body size cap."""
 
 from __future__ import annotations
 
@@ -18,24 +18,6 @@ HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
 def security_headers(*, hsts: bool) -> list[tuple[bytes, bytes]]:
     return [*SECURITY_HEADERS, HSTS] if hsts else list(SECURITY_HEADERS)
-
-
-class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
-        self.app = app
-        self.headers = security_headers(hsts=hsts)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *self.headers]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
 
 
 class BodySizeLimitMiddleware:
