@@ -15,25 +15,19 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid, parseaddr
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import aiosmtplib
 import structlog
 from fastapi import Depends, Request
-from jinja2 import (
-    BaseLoader,
-    Environment,
-    FileSystemLoader,
-    PrefixLoader,
-    StrictUndefined,
-    TemplateNotFound,
-    select_autoescape,
-)
 from taskiq import TaskiqDepends
 
 from app.core.config import Settings
 from app.core.modules import DEFAULT_PACKAGES, discover_modules
 from app.core.queue import broker
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 log = structlog.get_logger("app.mail")
 
@@ -62,16 +56,36 @@ def module_template_dirs(packages: Iterable[str] = DEFAULT_PACKAGES) -> dict[str
 
 
 class MailTemplates:
+    """The modules' mail templates (Jinja2), loaded when the first mail is rendered: mail is
+    rendered by the task worker, so a web process need not import Jinja2 at all (2 MB of
+    memory and 30 ms of its start)."""
+
     def __init__(self, folders: dict[str, Path]) -> None:
-        loader: BaseLoader = PrefixLoader(
-            {name: FileSystemLoader(str(path)) for name, path in folders.items()}, delimiter="/"
-        )
-        self.env = Environment(
-            loader=loader,
-            autoescape=select_autoescape(enabled_extensions=("html",), default=False),
-            undefined=StrictUndefined,
-            keep_trailing_newline=True,
-        )
+        self.folders = folders
+        self._env: Environment | None = None
+
+    @property
+    def env(self) -> Environment:
+        if self._env is None:
+            from jinja2 import (
+                Environment,
+                FileSystemLoader,
+                PrefixLoader,
+                StrictUndefined,
+                select_autoescape,
+            )
+
+            loader = PrefixLoader(
+                {name: FileSystemLoader(str(path)) for name, path in self.folders.items()},
+                delimiter="/",
+            )
+            self._env = Environment(
+                loader=loader,
+                autoescape=select_autoescape(enabled_extensions=("html",), default=False),
+                undefined=StrictUndefined,
+                keep_trailing_newline=True,
+            )
+        return self._env
 
     @classmethod
     def discover(cls, packages: Iterable[str] = DEFAULT_PACKAGES) -> MailTemplates:
@@ -80,6 +94,8 @@ class MailTemplates:
     def render(self, template: str, context: dict[str, Any]) -> RenderedMail:
         subject = self.env.get_template(f"{template}.subject.txt").render(context)
         text = self.env.get_template(f"{template}.txt").render(context)
+        from jinja2 import TemplateNotFound
+
         try:
             html: str | None = self.env.get_template(f"{template}.html").render(context)
         except TemplateNotFound:
