@@ -53,8 +53,12 @@ def collected_instructions(valgrind_log: str) -> int:
 # --- the measured process -------------------------------------------------------------------
 
 
-def _wait_for(path: Path) -> None:
+def _wait_for(path: Path, *, within: float = 600) -> None:
+    """Until `path` exists; a process whose driver or child died stops waiting in time."""
+    deadline = time.monotonic() + within
     while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path.name} did not come within {within} s")
         time.sleep(0.05)
 
 
@@ -129,42 +133,51 @@ def _count(target: str, env: dict[str, str], workdir: Path, requests: int) -> in
     for name in ("ready", "go", "done", "stop"):
         (workdir / name).unlink(missing_ok=True)
     log = workdir / f"valgrind-{target}.log"
-    process = subprocess.Popen(
-        [  # noqa: S607 - valgrind from the system's packages, found on PATH
-            "valgrind",
-            "--tool=callgrind",
-            "--instr-atstart=no",
-            f"--callgrind-out-file={workdir / f'callgrind-{target}.out'}",
-            f"--log-file={log}",
-            sys.executable,
-            "-m",
-            "bench.instructions",
-            "--child",
-            target,
-            "--workdir",
-            str(workdir),
-            "--requests",
-            str(requests),
-        ],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=(workdir / f"{target}.stderr").open("wb"),
-    )
-    deadline = time.monotonic() + 600
-    while not (workdir / "ready").exists():
-        if process.poll() is not None or time.monotonic() > deadline:
+    stderr = workdir / f"{target}.stderr"
+    with stderr.open("wb") as errors:
+        process = subprocess.Popen(
+            [  # noqa: S607 - valgrind from the system's packages, found on PATH
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                f"--callgrind-out-file={workdir / f'callgrind-{target}.out'}",
+                f"--log-file={log}",
+                sys.executable,
+                "-m",
+                "bench.instructions",
+                "--child",
+                target,
+                "--workdir",
+                str(workdir),
+                "--requests",
+                str(requests),
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
+    try:
+        _await_child(process, workdir / "ready", stderr)
+        control = ["callgrind_control", "--instr"]
+        subprocess.run([*control, "on", str(process.pid)], check=True, capture_output=True)
+        (workdir / "go").touch()
+        _await_child(process, workdir / "done", stderr)
+        subprocess.run([*control, "off", str(process.pid)], check=True, capture_output=True)
+        (workdir / "stop").touch()
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
             process.kill()
-            raise RuntimeError(f"{target} did not start; see {workdir / f'{target}.stderr'}")
-        time.sleep(0.2)
-    control = ["callgrind_control", "--instr"]
-    subprocess.run([*control, "on", str(process.pid)], check=True, capture_output=True)
-    (workdir / "go").touch()
-    _wait_for(workdir / "done")
-    subprocess.run([*control, "off", str(process.pid)], check=True, capture_output=True)
-    (workdir / "stop").touch()
-    process.wait(timeout=120)
     return collected_instructions(log.read_text())
+
+
+def _await_child(process: subprocess.Popen[bytes], signal_file: Path, stderr: Path) -> None:
+    deadline = time.monotonic() + 600
+    while not signal_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the measured process stopped early; see {stderr}")
+        time.sleep(0.2)
 
 
 def main() -> None:

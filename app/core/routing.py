@@ -55,13 +55,26 @@ _prefix_checked_classes: dict[type[APIRoute], type[APIRoute]] = {APIRoute: Prefi
 
 
 def prefix_checked(route_class: type[APIRoute]) -> type[APIRoute]:
-    """`route_class` with `PrefixCheckedRoute`'s early refusal in front of its own `matches`."""
-    if issubclass(route_class, PrefixCheckedRoute):
+    """`route_class` with `PrefixCheckedRoute`'s early refusal in front of its own `matches`;
+    unchanged when it matches in a way of its own (it may accept paths the prefix would not)."""
+    if issubclass(route_class, PrefixCheckedRoute) or route_class.matches is not APIRoute.matches:
         return route_class
     if route_class not in _prefix_checked_classes:
         name = f"PrefixChecked{route_class.__name__}"
         _prefix_checked_classes[route_class] = type(name, (PrefixCheckedRoute, route_class), {})
     return _prefix_checked_classes[route_class]
+
+
+def _only_path_operations(router: APIRouter) -> bool:
+    return (
+        all(isinstance(route, APIRoute) for route in router.routes)
+        and not getattr(router, "_low_priority_routes", None)  # frontend routes
+        and not router.on_startup
+        and not router.on_shutdown
+        and not getattr(router, "form_limits", None)
+        # A lifespan of the router's own (FastAPI's default is a private class: compare names).
+        and type(router.lifespan_context).__name__ == "_DefaultLifespan"
+    )
 
 
 def mount_flat(
@@ -74,14 +87,10 @@ def mount_flat(
     responses: Mapping[int | str, dict[str, Any]] | None = None,
 ) -> None:
     """What `app.include_router(router, prefix=..., tags=..., dependencies=..., responses=...)`
-    does, with the routes in the app's own table. A router holding anything but FastAPI path
-    operations (a nested router, a mount, a websocket) or start-up handlers is included the
-    ordinary way instead."""
-    if (
-        router.on_startup
-        or router.on_shutdown
-        or not all(isinstance(route, APIRoute) for route in router.routes)
-    ):
+    does, with the routes in the app's own table. A router that holds anything but FastAPI path
+    operations (a nested router, a mount, a websocket, frontend routes) or brings more than its
+    routes (start-up handlers, a lifespan, form limits) is included the ordinary way instead."""
+    if not _only_path_operations(router):
         app.include_router(
             router,
             prefix=prefix,

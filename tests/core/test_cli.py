@@ -50,7 +50,7 @@ def test_help_for_every_command(command: list[str]) -> None:
 
 
 def test_the_command_starts_with_the_collector_off_and_only_serve_keeps_it_off(
-    monkeypatch: pytest.MonkeyPatch,
+    test_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     collecting: list[bool] = []
     monkeypatch.setattr(app.cli, "main", lambda: collecting.append(gc.isenabled()))
@@ -58,14 +58,14 @@ def test_the_command_starts_with_the_collector_off_and_only_serve_keeps_it_off(
     try:
         app.__main__.main()  # what the `app` script runs: the imports happen with it off
         assert collecting == [False]
-        for command, collects in (
-            (["routes"], True),
-            (["serve"], False),
-            (["serve", "--workers", "2"], True),
-        ):
+        commands = (["routes"], True), (["serve"], False), (["serve", "--workers", "2"], True)
+        for command, collects in commands:
             gc.disable()
-            runner.invoke(cli, command)
+            result = runner.invoke(cli, command)
+            assert result.exit_code == 0, result.output
             assert gc.isenabled() is collects, command
+        # Both serve commands reached uvicorn: off for one worker, on for a supervisor.
+        assert collecting == [False, False, True]
     finally:
         gc.enable()
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import httpx
+import pytest
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response, WebSocket, status
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.routing import Match
+from starlette.types import Scope
 
 from app.core.routing import ROUTE_OPTIONS, PrefixCheckedRoute, mount_flat, prefix_checked
 
@@ -159,3 +163,53 @@ async def test_flat_routes_keep_their_class_and_answer_under_a_root_path() -> No
             assert response.json() == {"name": "ada"}, url
             assert response.headers["x-stamped"] == "yes"
         assert (await client.get("/elsewhere/ada")).status_code == 404
+
+
+def _with_lifespan() -> APIRouter:
+    @asynccontextmanager
+    async def lifespan(_: object) -> AsyncIterator[None]:
+        yield
+
+    return APIRouter(lifespan=lifespan)
+
+
+@pytest.mark.parametrize(
+    "router",
+    [
+        pytest.param(lambda: _with_lifespan(), id="a lifespan"),
+        pytest.param(lambda: APIRouter(form_limits={"max_fields": 3}), id="form limits"),
+        pytest.param(lambda: APIRouter(on_startup=[lambda: None]), id="a start-up handler"),
+    ],
+)
+def test_a_router_that_brings_more_than_routes_is_included_the_ordinary_way(
+    router: Callable[[], APIRouter],
+) -> None:
+    included = router()
+
+    @included.get("/{name}")
+    async def greet(name: str) -> dict[str, str]:  # pragma: no cover - never called
+        return {"name": name}
+
+    app = FastAPI()
+    mount_flat(app, included, prefix="/greetings")
+    assert "/greetings/{name}" not in {getattr(r, "path", "") for r in app.router.routes}
+
+
+class CaseInsensitiveRoute(APIRoute):
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        return super().matches({**scope, "path": scope["path"].lower()})
+
+
+def test_a_route_class_that_matches_its_own_way_gets_no_early_refusal() -> None:
+    assert prefix_checked(CaseInsensitiveRoute) is CaseInsensitiveRoute
+    router = APIRouter(route_class=CaseInsensitiveRoute)
+
+    @router.get("/{name}")
+    async def greet(name: str) -> dict[str, str]:  # pragma: no cover - never called
+        return {"name": name}
+
+    app = FastAPI()
+    mount_flat(app, router, prefix="/greetings")
+    route = app.router.routes[-1]
+    scope = {"type": "http", "path": "/GREETINGS/ada", "root_path": "", "method": "GET"}
+    assert route.matches(scope)[0] is Match.FULL

@@ -101,10 +101,17 @@ async def authenticate(request: Request, token: str | None, settings: AuthSettin
 
 async def auth_settings_of(request: Request) -> AuthSettings:
     """`auth_config` as FastAPI would resolve it, a test's dependency override included,
-    without a dependency node of its own (see `_Bearer`)."""
+    without a dependency node of its own (see `_Bearer`). An override must be a plain function
+    of no arguments (sync or async) returning the settings: it is called, not resolved."""
     override = request.app.dependency_overrides.get(auth_config)
     if override is None:
         return await auth_config()
+    if (
+        inspect.signature(override).parameters
+        or inspect.isgeneratorfunction(override)
+        or inspect.isasyncgenfunction(override)
+    ):
+        raise TypeError("an override of auth_config must take no arguments and return the settings")
     settings = override()
     return cast(AuthSettings, await settings if inspect.isawaitable(settings) else settings)
 

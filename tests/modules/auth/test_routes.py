@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
 import time_machine
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from httpx import AsyncClient
 
 from app.core.queue import broker
 from app.modules.auth.config import AuthSettings, auth_config
+from app.modules.auth.dependencies import auth_settings_of
 from app.modules.users.models import User
 from tests.conftest import TEST_SECRET, MailOutbox
 from tests.factories.users import DEFAULT_PASSWORD
@@ -162,6 +163,23 @@ async def test_authentication_follows_an_async_override_of_the_auth_settings(
         app.dependency_overrides.pop(auth_config)
     assert own.status_code == 200
     assert (await client.get(f"/api/v1/users/{unverified.id}", headers=headers)).status_code == 403
+
+
+async def test_an_auth_settings_override_must_be_a_plain_function(app: FastAPI) -> None:
+    def with_argument(settings: AuthSettings) -> AuthSettings:  # pragma: no cover - refused
+        return settings
+
+    def yielding() -> Iterator[AuthSettings]:  # pragma: no cover - refused
+        yield AuthSettings(_env_file=None)
+
+    request = Request({"type": "http", "app": app, "headers": []})
+    for override in (with_argument, yielding):
+        app.dependency_overrides[auth_config] = override
+        try:
+            with pytest.raises(TypeError, match="no arguments"):
+                await auth_settings_of(request)
+        finally:
+            app.dependency_overrides.pop(auth_config)
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_family(
