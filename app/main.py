@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 import taskiq_fastapi
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.telemetry import TelemetryConfig
+from starlette.requests import HTTPConnection
 
 from app.core.cache import CacheService, set_default_cache
 from app.core.config import Settings, get_settings
@@ -31,6 +32,13 @@ from app.core.routing import mount_flat
 API_PREFIX = "/api/v1"
 
 
+# The apps whose lifespan is running in this process, oldest first. Their lives can overlap (a
+# test's own app inside the session's): in-process tasks get the newest one's Request, and an
+# app that stops hands them back to the newest one still running, not to whatever was there
+# when it started (that could be an app that has stopped since).
+_running_apps: list[FastAPI] = []
+
+
 def _lifespan(settings: Settings, module_packages: Iterable[str]) -> object:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -49,7 +57,7 @@ def _lifespan(settings: Settings, module_packages: Iterable[str]) -> object:
         if not broker.is_worker_process:  # a worker starts the broker itself
             await broker.startup()
         # In-process tasks (tests, QUEUE_BROKER=memory) get this app's dependencies.
-        previous_overrides = dict(broker.dependency_overrides)
+        _running_apps.append(app)
         taskiq_fastapi.populate_dependency_context(broker, app)
         await database.open()  # last: nothing after it can fail and leave the pool open
         # Everything built so far lives as long as the process: out of the collector's sight,
@@ -65,8 +73,12 @@ def _lifespan(settings: Settings, module_packages: Iterable[str]) -> object:
             await drain_events()
             if not broker.is_worker_process:
                 await broker.shutdown()
-            broker.dependency_overrides.clear()
-            broker.dependency_overrides.update(previous_overrides)
+            _running_apps.remove(app)
+            if _running_apps:
+                taskiq_fastapi.populate_dependency_context(broker, _running_apps[-1])
+            else:
+                broker.dependency_overrides.pop(Request, None)
+                broker.dependency_overrides.pop(HTTPConnection, None)
             set_default_cache(previous_cache)
             await redis.aclose()
             await database.dispose()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import gc
+from typing import Any
 
 from asgi_lifespan import LifespanManager
+from fastapi import Request
 
+from app.core.queue import broker
 from app.main import create_app
 from tests.conftest import Services, make_settings
 
@@ -24,3 +27,26 @@ async def test_start_up_leaves_the_long_lived_objects_to_no_collection_and_shutd
         assert gc.get_freeze_count() == 0
     finally:
         gc.enable()
+
+
+def _request_app(overrides: dict[Any, Any]) -> object:
+    factory = overrides.get(Request)
+    return None if factory is None else factory().app
+
+
+async def test_in_process_tasks_get_the_newest_running_app_when_lifespans_overlap(
+    services: Services,
+) -> None:
+    """A test's own app can start inside the session's and stop before it: tasks must then get
+    the app still running, not the stopped one nor none at all."""
+    before = _request_app(broker.dependency_overrides)
+    first, second = create_app(make_settings(services)), create_app(make_settings(services))
+    first_running, second_running = LifespanManager(first), LifespanManager(second)
+    await first_running.__aenter__()
+    assert _request_app(broker.dependency_overrides) is first
+    await second_running.__aenter__()
+    assert _request_app(broker.dependency_overrides) is second
+    await first_running.__aexit__(None, None, None)  # the older one stops first
+    assert _request_app(broker.dependency_overrides) is second
+    await second_running.__aexit__(None, None, None)
+    assert _request_app(broker.dependency_overrides) is before
