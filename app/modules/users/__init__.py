@@ -11,10 +11,8 @@ from __future__ import annotations
 from app.modules.users.events import UserDeleted, UserPasswordChanged, UserRegistered
 from app.modules.users.gateway import (
     UsersDirectory,
-    UsersDirectoryDep,
     UsersGateway,
     UsersGatewayDep,
-    get_users_directory,
     get_users_gateway,
 )
 from app.modules.users.models import Role
@@ -34,10 +32,8 @@ __all__ = [
     "UserPasswordChanged",
     "UserRegistered",
     "UsersDirectory",
-    "UsersDirectoryDep",
     "UsersGateway",
     "UsersGatewayDep",
-    "get_users_directory",
     "get_users_gateway",
     "module",
 ]

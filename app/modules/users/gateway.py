@@ -7,11 +7,11 @@ import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import DBSession, Reader, read_pool_of
+from app.core.db import DBSession, Reader
 from app.core.errors import NotFound
 from app.modules.users.config import UsersSettings, get_users_settings, users_config
 from app.modules.users.repositories import UserRepository
@@ -87,13 +87,6 @@ class UsersDirectory:
             self._reads, id=user_id, also=also, also_params=also_params
         )
         return None if row is None else UserDTO.model_validate(row)
-
-
-async def get_users_directory(request: Request) -> UsersDirectory:
-    return UsersDirectory(read_pool_of(request))
-
-
-UsersDirectoryDep = Annotated[UsersDirectory, Depends(get_users_directory)]
 
 
 async def get_users_gateway(
