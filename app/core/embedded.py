@@ -8,6 +8,7 @@ They are development dependencies only; production always sets DATABASE_URL and 
 from __future__ import annotations
 
 import atexit
+import fcntl
 import json
 import os
 import shutil
@@ -58,9 +59,13 @@ def start_postgres(data_dir: Path, *, database: str = "app") -> str:
             "run `make install` or set DATABASE_URL"
         ) from error
     data_dir.mkdir(parents=True, exist_ok=True)
-    _forget_dead_handles(data_dir)
-    get_server = pgserver.get_server  # type: ignore[attr-defined]
-    server = get_server(str(data_dir.resolve()), cleanup_mode="stop")
+    # One process at a time: run as root, pgserver creates a system user for the server, and
+    # two processes starting at once on a fresh machine (the test workers) both try to.
+    with (data_dir.parent / f".{data_dir.name}.start.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _forget_dead_handles(data_dir)
+        get_server = pgserver.get_server  # type: ignore[attr-defined]
+        server = get_server(str(data_dir.resolve()), cleanup_mode="stop")
     _postgres_handles.append(server)
     if not database.isidentifier():
         raise ValueError(f"invalid database name {database!r}")

@@ -6,6 +6,7 @@ from app.core.db.engine import (
     DBSession,
     get_session,
     read_pool_of,
+    release_connection,
 )
 from app.core.db.listing import FilterSpec, ListParams, Page, list_params
 from app.core.db.reads import Reader, ReadPool, ReadQuery
@@ -28,5 +29,6 @@ __all__ = [
     "get_session",
     "list_params",
     "read_pool_of",
+    "release_connection",
     "utcnow",
 ]

@@ -71,6 +71,18 @@ async def get_session(request: Request = TaskiqDepends()) -> AsyncIterator[Async
 DBSession = Annotated[AsyncSession, Depends(get_session)]
 
 
+async def release_connection(session: AsyncSession) -> None:
+    """End the session's transaction so its pooled connection goes back to the pool before
+    slow work that is not the database (password hashing, SMTP, HTTP).
+
+    Only reads may be outstanding: anything already flushed is committed with them, and
+    unflushed changes are refused. Loaded objects stay usable (`expire_on_commit=False`) and
+    the next query begins a new transaction."""
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("release_connection() with unflushed changes; commit them first")
+    await session.commit()
+
+
 def read_pool_of(request: Request) -> ReadPool:
     """The app's read pool. Called inside a dependency, not declared as one: on the hot path
     each FastAPI dependency costs about as much as a read."""

@@ -129,10 +129,19 @@ class ActionTokenRepository:
     async def get_by_hash(
         self, session: AsyncSession, *, purpose: TokenPurpose, token_hash: str
     ) -> ActionToken | None:
+        query = select(ActionToken).where(
+            ActionToken.token_hash == token_hash, ActionToken.purpose == purpose.value
+        )
+        return (await session.execute(query)).scalar_one_or_none()
+
+    async def lock(self, session: AsyncSession, *, token_id: uuid.UUID) -> ActionToken | None:
+        """The token again, locked until the transaction ends and freshly read: of two
+        requests spending it at once, the second sees it used."""
         query = (
             select(ActionToken)
-            .where(ActionToken.token_hash == token_hash, ActionToken.purpose == purpose.value)
+            .where(ActionToken.id == token_id)
             .with_for_update()
+            .execution_options(populate_existing=True)
         )
         return (await session.execute(query)).scalar_one_or_none()
 

@@ -152,29 +152,30 @@ class AuthService:
             ttl_hours=self.settings.verify_email_ttl_hours,
         )
 
-    async def _consume(self, *, token: str, purpose: TokenPurpose) -> ActionToken:
+    async def _usable(self, *, token: str, purpose: TokenPurpose) -> tuple[ActionToken, UserDTO]:
+        """The token, unused and unexpired, with its live user, who must still have the address
+        the token was mailed to (case aside): else a 400, the same for every reason."""
         row = await self.action_tokens.get_by_hash(
             self.session, purpose=purpose, token_hash=hash_token(token)
         )
-        now = utcnow()
-        if row is None or row.used_at is not None or row.expires_at <= now:
+        if row is None or row.used_at is not None or row.expires_at <= utcnow():
             raise InvalidActionToken("This link is invalid, expired or already used")
-        row.used_at = now
-        return row
-
-    async def _consume_for(
-        self, *, token: str, purpose: TokenPurpose
-    ) -> tuple[ActionToken, UserDTO]:
-        """Spend the token and return it with its live user, who must still have the address
-        the token was mailed to (case aside): else the same 400 as an unknown token."""
-        row = await self._consume(token=token, purpose=purpose)
         user = await self.users.get_by_id(row.user_id)
         if user is None or user.email.lower() != row.email.lower():
             raise InvalidActionToken("This link is invalid, expired or already used")
         return row, user
 
+    async def _spend(self, row: ActionToken) -> None:
+        """Mark the token used, locked first: a concurrent request that spent it wins."""
+        locked = await self.action_tokens.lock(self.session, token_id=row.id)
+        now = utcnow()
+        if locked is None or locked.used_at is not None or locked.expires_at <= now:
+            raise InvalidActionToken("This link is invalid, expired or already used")
+        locked.used_at = now
+
     async def verify_email(self, *, token: str) -> None:
-        row, _ = await self._consume_for(token=token, purpose=TokenPurpose.VERIFY_EMAIL)
+        row, _ = await self._usable(token=token, purpose=TokenPurpose.VERIFY_EMAIL)
+        await self._spend(row)
         await self.session.commit()  # the token is spent even if marking fails below
         await self.users.mark_verified(row.user_id)
         log.info("email_verified", user_id=str(row.user_id))
@@ -330,12 +331,13 @@ class AuthService:
         )
 
     async def reset_password(self, *, token: str, new_password: str) -> None:
-        row, user = await self._consume_for(token=token, purpose=TokenPurpose.RESET_PASSWORD)
+        row, user = await self._usable(token=token, purpose=TokenPurpose.RESET_PASSWORD)
         if not user.is_active:
             raise InvalidActionToken("This link is invalid, expired or already used")
-        # Sets the hash and commits, spending the token in the same transaction.
-        await self.users.set_password(row.user_id, new_password)
-        await TokenMaintenance(self.session, self.settings).revoke_user_sessions(
-            user_id=row.user_id
-        )
-        security_log.info("password_reset", security_event=True, user_id=str(row.user_id))
+        # Hashed before anything is locked or written; then, in one transaction, the new hash,
+        # the spent token and the end of every session.
+        await self.users.set_password(user.id, new_password)
+        await self._spend(row)
+        await self.refresh_tokens.revoke_user(self.session, user_id=user.id, now=utcnow())
+        await self.session.commit()
+        security_log.info("password_reset", security_event=True, user_id=str(user.id))

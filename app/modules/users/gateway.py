@@ -56,6 +56,8 @@ class UsersGateway:
         return UserDTO.model_validate(user)
 
     async def set_password(self, user_id: uuid.UUID, password: str) -> None:
+        """Check and hash the password (no connection held while hashing: call it with no
+        unflushed changes) and set it; the caller commits, with its own changes."""
         user = await self._service.find(user_id=user_id)
         if user is None:
             raise NotFound("User not found")

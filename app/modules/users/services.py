@@ -9,7 +9,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import ListParams
+from app.core.db import ListParams, release_connection
 from app.core.errors import Conflict, Forbidden, ValidationFailed
 from app.core.events import publish
 from app.core.security import PasswordHasher, password_hasher
@@ -56,6 +56,7 @@ class UsersService:
     async def authenticate(self, *, login: str, password: str) -> User | None:
         """The live user whose login and password match, else None, in similar time."""
         user = await self.users.get_by_login(self.session, login=login.strip())
+        await release_connection(self.session)  # argon2 runs with no connection held
         if user is None:
             await self.hasher.burn(password)
             return None
@@ -68,6 +69,7 @@ class UsersService:
         return user
 
     async def burn_password_time(self, *, password: str) -> None:
+        await release_connection(self.session)  # argon2 runs with no connection held
         await self.hasher.burn(password)
 
     # --- commands --------------------------------------------------------------------------
@@ -100,14 +102,26 @@ class UsersService:
             await self.session.rollback()
             raise Conflict("A user with this email or username already exists") from None
 
+    async def _hash_new_password(self, password: str, *, field: str = "password") -> str:
+        """The policy-checked password's hash, computed with no connection held: argon2 takes
+        100 ms or more, and a burst of sign-ups would otherwise drain the pool."""
+        self._check_password_policy(password, field=field)
+        await release_connection(self.session)
+        return await self.hasher.hash(password)
+
+    async def _verify_password(self, user: User, password: str) -> bool:
+        await release_connection(self.session)  # argon2 runs with no connection held
+        ok, _ = await self.hasher.verify(password, user.password_hash)
+        return ok
+
     async def create(self, data: UserCreate) -> User:
-        self._check_password_policy(data.password)
+        password_hash = await self._hash_new_password(data.password)
         await self._check_unique(email=data.email, username=data.username)
         user = User(
             id=uuid.uuid4(),
             email=data.email,
             username=data.username,
-            password_hash=await self.hasher.hash(data.password),
+            password_hash=password_hash,
             role=data.role.value,
             is_active=data.is_active,
             is_verified=data.is_verified,
@@ -129,8 +143,7 @@ class UsersService:
                 f"current_password {message}",
                 errors=[{"loc": ["body", "current_password"], "msg": message, "type": "missing"}],
             )
-        ok, _ = await self.hasher.verify(current_password, user.password_hash)
-        if not ok:
+        if not await self._verify_password(user, current_password):
             raise Forbidden("The current password is wrong")
 
     async def _check_admin_remains(self, user: User, changes: dict[str, Any] | None) -> None:
@@ -187,18 +200,17 @@ class UsersService:
         new_password: str,
         keep_session_id: uuid.UUID | None = None,
     ) -> None:
-        ok, _ = await self.hasher.verify(current_password, user.password_hash)
-        if not ok:
+        if not await self._verify_password(user, current_password):
             raise Forbidden("The current password is wrong")
         await self.set_password(user=user, password=new_password, keep_session_id=keep_session_id)
+        await self.session.commit()
 
     async def set_password(
         self, *, user: User, password: str, keep_session_id: uuid.UUID | None = None
     ) -> None:
-        self._check_password_policy(password, field="new_password")
-        user.password_hash = await self.hasher.hash(password)
+        """Check, hash and set a new password; the caller commits, with its own changes."""
+        user.password_hash = await self._hash_new_password(password, field="new_password")
         publish(self.session, UserPasswordChanged(user_id=user.id, keep_session_id=keep_session_id))
-        await self.session.commit()
         log.info("user_password_changed", user_id=str(user.id))
 
     async def mark_verified(self, *, user: User) -> None:

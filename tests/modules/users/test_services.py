@@ -65,6 +65,7 @@ async def test_gateway_speaks_in_dtos(session: AsyncSession, user: User) -> None
     assert created.is_verified is False
     assert (await gateway.mark_verified(created.id)).is_verified is True
     await gateway.set_password(created.id, "the-new-password")
+    await session.commit()  # the caller commits
     assert await gateway.authenticate("new@example.com", "the-new-password") is not None
     with pytest.raises(NotFound):
         await gateway.set_password(uuid.uuid4(), "the-new-password")
