@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import sys
@@ -18,14 +17,6 @@ migrate_cli = typer.Typer(no_args_is_help=True, help="Database migrations (Alemb
 cli.add_typer(migrate_cli, name="migrate")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-@cli.callback()
-def _collect_unless_serving(context: typer.Context) -> None:
-    """`app` starts with the collector off (app/__main__.py); only `serve` keeps it off, until
-    its lifespan has started the app."""
-    if context.invoked_subcommand != "serve":
-        gc.enable()
 
 
 def _fail(message: str) -> None:
@@ -106,8 +97,6 @@ def serve(
     _settings_or_exit()
     settings = get_settings()
     workers = workers or settings.server_workers
-    if workers > 1:
-        gc.enable()  # this process only supervises; each worker process starts on its own
     uvicorn.run(
         "app.main:create_app",
         factory=True,

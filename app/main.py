@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.telemetry import TelemetryConfig
 from starlette.requests import HTTPConnection
 
+from app.core.auth import Authenticator
 from app.core.cache import CacheService, set_default_cache
 from app.core.config import Settings, get_settings
 from app.core.db import Database
@@ -27,7 +28,6 @@ from app.core.modules import DEFAULT_PACKAGES, ModuleSpec, discover_modules
 from app.core.queue import broker
 from app.core.ratelimit import RateLimiter, default_rate_limit
 from app.core.redis import create_redis
-from app.core.routing import mount_flat
 
 API_PREFIX = "/api/v1"
 
@@ -39,14 +39,25 @@ API_PREFIX = "/api/v1"
 _running_apps: list[FastAPI] = []
 
 
-def _lifespan(settings: Settings, module_packages: Iterable[str]) -> object:
+def _authenticator(
+    modules: Iterable[ModuleSpec], settings: Settings, database: Database
+) -> Authenticator | None:
+    factories = [spec.authenticator for spec in modules if spec.authenticator is not None]
+    if len(factories) > 1:
+        raise RuntimeError("more than one module provides an authenticator")
+    return factories[0](settings, database) if factories else None
+
+
+def _lifespan(
+    settings: Settings, modules: list[ModuleSpec], module_packages: Iterable[str]
+) -> object:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings)
         redis = create_redis(settings)
         app.state.database = database
         app.state.redis = redis
-        # Shared core services (issue #4): cache, rate limits, mail, the task queue.
+        app.state.authenticator = _authenticator(modules, settings, database)
         app.state.cache = CacheService(
             redis, prefix=settings.app_name, default_ttl=settings.cache_default_ttl
         )
@@ -59,13 +70,10 @@ def _lifespan(settings: Settings, module_packages: Iterable[str]) -> object:
         # In-process tasks (tests, QUEUE_BROKER=memory) get this app's dependencies.
         _running_apps.append(app)
         taskiq_fastapi.populate_dependency_context(broker, app)
-        await database.open()  # last: nothing after it can fail and leave the pool open
-        # Everything built so far lives as long as the process: out of the collector's sight,
-        # a full collection no longer walks it. One took 144 ms (every request waits
-        # meanwhile), the main source of the tail latency under load. `app serve` starts with
-        # collection off (see app/__main__.py): it is on from here.
-        gc.freeze()
-        gc.enable()
+        if settings.gc_freeze_after_startup:
+            # What start-up built lives as long as the process; out of the collector's sight,
+            # a full collection no longer walks it while requests wait (docs/performance.md).
+            gc.freeze()
         try:
             yield
         finally:
@@ -96,16 +104,13 @@ _TELEMETRY_OFF: TelemetryConfig = {
 }
 
 
-def _mount_modules(app: FastAPI, modules: Iterable[ModuleSpec], settings: Settings) -> None:
-    """Each module's routes in the app's own routing table under /api/v1 (`mount_flat`: FastAPI
-    matches a request against every level of included routers twice)."""
-    # Every API route is rate limited (unless RATE_LIMIT_ENABLED is off) and may find a
-    # backing service down.
+def _include_modules(app: FastAPI, modules: Iterable[ModuleSpec], settings: Settings) -> None:
+    """Each module's router under /api/v1/<module>. Every API route is rate limited (unless
+    RATE_LIMIT_ENABLED is off) and may find a backing service down."""
     limits = [Depends(default_rate_limit)] if settings.rate_limit_enabled else []
     for spec in modules:
         if spec.router is not None:
-            mount_flat(
-                app,
+            app.include_router(
                 spec.router,
                 prefix=API_PREFIX + spec.url_prefix,
                 tags=list(spec.tags) or [spec.name],
@@ -125,7 +130,7 @@ def create_app(
     app = FastAPI(
         title=settings.app_name,
         version="0.1.0",
-        lifespan=_lifespan(settings, module_packages),  # type: ignore[arg-type]
+        lifespan=_lifespan(settings, modules, module_packages),  # type: ignore[arg-type]
         docs_url=None if settings.is_production else "/docs",
         redoc_url=None,
         telemetry=None if settings.telemetry_enabled else _TELEMETRY_OFF,
@@ -134,8 +139,8 @@ def create_app(
     app.state.modules = modules
 
     install_error_handlers(app)
-    mount_flat(app, health_router)
-    _mount_modules(app, modules, settings)
+    app.include_router(health_router)
+    _include_modules(app, modules, settings)
     install_problem_docs(app)
 
     if settings.cors_origins:

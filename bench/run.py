@@ -93,7 +93,6 @@ def _server_env(services: dict[str, str], pool_size: int) -> dict[str, str]:
         "LOG_LEVEL": "INFO",
         "RATE_LIMIT_ENABLED": "false",
         "DB_POOL_SIZE": str(pool_size),
-        "DB_READ_POOL_SIZE": str(pool_size),
         "DB_MAX_OVERFLOW": "0",
         "SMTP_HOST": "127.0.0.1",
     }

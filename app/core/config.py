@@ -9,6 +9,7 @@ import enum
 from functools import lru_cache
 from typing import Annotated, Any
 
+from fastapi import Depends, Request
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -63,7 +64,6 @@ class Settings(AppSettings):
     database_url: str | None = None
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
-    db_read_pool_size: int = Field(default=5, ge=1, le=200)
     db_pool_timeout: float = Field(default=5.0, gt=0, le=60)
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
     db_echo: bool = False
@@ -73,14 +73,16 @@ class Settings(AppSettings):
 
     data_dir: str = ".data"
 
+    # Who may act (core's ActivePrincipal): accounts that have not verified their email too.
+    auth_unverified_access_allowed: bool = False
+
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.AUTO
-    # FastAPI's built-in OpenTelemetry instrumentation. Off, it costs nothing per request;
-    # on, FastAPI still checks per request for a configured provider (2.5 % of a fast request).
+    # FastAPI's built-in OpenTelemetry instrumentation (off: no per-request provider check).
     telemetry_enabled: bool = False
 
     server_host: str = "127.0.0.1"
@@ -88,6 +90,9 @@ class Settings(AppSettings):
     server_workers: int = Field(default=1, ge=1, le=64)
 
     health_timeout: float = Field(default=1.0, gt=0, le=10)
+    # gc.freeze() once start-up is over: the collector stops walking the objects that live as
+    # long as the process (docs/performance.md has the measured effect on tail latency).
+    gc_freeze_after_startup: bool = True
 
     # --- shared core services: cache, queue, mail, rate limits ---
     cache_default_ttl: int = Field(default=300, ge=1)
@@ -203,3 +208,12 @@ def load_settings(settings_class: type[AppSettings] = Settings, **overrides: Any
 def get_settings() -> Settings:
     settings: Settings = load_settings(Settings)
     return settings
+
+
+async def get_app_settings(request: Request) -> Settings:
+    """The settings the running app was created with (tests create apps with their own)."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]

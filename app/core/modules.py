@@ -18,6 +18,8 @@ from types import ModuleType
 import typer
 from fastapi import APIRouter
 
+from app.core.auth import AuthenticatorFactory
+
 DEFAULT_PACKAGES: tuple[str, ...] = ("app.modules",)
 DISCOVERED_SUBMODULES: tuple[str, ...] = ("models", "tasks", "listeners")
 
@@ -30,6 +32,8 @@ class ModuleSpec:
     tags: Sequence[str] = field(default_factory=tuple)
     templates_dir: Path | None = None
     cli: typer.Typer | None = None  # extra `app <command>` commands the module adds
+    # Builds core's Authenticator (who a bearer token stands for); one module provides it.
+    authenticator: AuthenticatorFactory | None = None
 
     @property
     def url_prefix(self) -> str:

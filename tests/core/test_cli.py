@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from redis import Redis
 from typer.testing import CliRunner
 
-import app.__main__
-import app.cli
 from app.cli import cli
 from app.core.config import get_settings
 from app.core.embedded import ensure_services
@@ -47,27 +43,6 @@ def test_help_for_every_command(command: list[str]) -> None:
     result = runner.invoke(cli, [*command, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
-
-
-def test_the_command_starts_with_the_collector_off_and_only_serve_keeps_it_off(
-    test_env: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    collecting: list[bool] = []
-    monkeypatch.setattr(app.cli, "main", lambda: collecting.append(gc.isenabled()))
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: collecting.append(gc.isenabled()))
-    try:
-        app.__main__.main()  # what the `app` script runs: the imports happen with it off
-        assert collecting == [False]
-        commands = (["routes"], True), (["serve"], False), (["serve", "--workers", "2"], True)
-        for command, collects in commands:
-            gc.disable()
-            result = runner.invoke(cli, command)
-            assert result.exit_code == 0, result.output
-            assert gc.isenabled() is collects, command
-        # Both serve commands reached uvicorn: off for one worker, on for a supervisor.
-        assert collecting == [False, False, True]
-    finally:
-        gc.enable()
 
 
 def test_routes_lists_health_endpoints(test_env: None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from typing import Any
 
+import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import Request
 
@@ -13,20 +14,16 @@ from app.main import create_app
 from tests.conftest import Services, make_settings
 
 
-async def test_start_up_leaves_the_long_lived_objects_to_no_collection_and_shutdown_undoes_it(
-    services: Services,
+@pytest.mark.parametrize("freeze", [True, False])
+async def test_start_up_freezes_the_long_lived_objects_when_set_and_shutdown_thaws_them(
+    services: Services, freeze: bool
 ) -> None:
     gc.unfreeze()  # whatever an earlier app in this process left frozen
-    gc.disable()  # as `app serve` starts (app/__main__.py)
-    try:
-        app = create_app(make_settings(services))
-        async with LifespanManager(app):
-            # Modules, routes, pools: a full collection would walk them all, for nothing.
-            assert gc.get_freeze_count() > 10_000
-            assert gc.isenabled()  # collection is back for what the requests make
-        assert gc.get_freeze_count() == 0
-    finally:
-        gc.enable()
+    app = create_app(make_settings(services, gc_freeze_after_startup=freeze))
+    async with LifespanManager(app):
+        # Modules, routes, pools: a full collection would walk them all, for nothing.
+        assert (gc.get_freeze_count() > 10_000) is freeze
+    assert gc.get_freeze_count() == 0
 
 
 def _request_app(overrides: dict[Any, Any]) -> object:

@@ -17,13 +17,14 @@ os.environ["USERS_PASSWORD_HASH_TIME_COST"] = "1"
 os.environ["USERS_PASSWORD_HASH_MEMORY_KIB"] = "1024"
 os.environ["USERS_PASSWORD_HASH_PARALLELISM"] = "1"
 
-from app.modules.auth.config import AuthSettings, auth_config, get_auth_settings
-from app.modules.users.config import get_users_settings
+from app.core.config import Settings, get_app_settings
+from app.modules.auth.config import AuthSettings, get_auth_settings, load_auth_settings
+from app.modules.users.config import load_users_settings
 from app.modules.users.models import User
 from tests.factories.users import DEFAULT_PASSWORD, create_user
 
-get_users_settings.cache_clear()
-get_auth_settings.cache_clear()
+load_users_settings.cache_clear()
+load_auth_settings.cache_clear()
 
 LOGIN_URL = "/api/v1/auth/login"
 Headers = dict[str, str]
@@ -80,8 +81,21 @@ def auth_settings(app: FastAPI) -> Iterator[Callable[..., AuthSettings]]:
 
     def override(**values: Any) -> AuthSettings:
         configured = AuthSettings(_env_file=None, **values)
-        app.dependency_overrides[auth_config] = lambda: configured
+        app.dependency_overrides[get_auth_settings] = lambda: configured
         return configured
 
     yield override
-    app.dependency_overrides.pop(auth_config, None)
+    app.dependency_overrides.pop(get_auth_settings, None)
+
+
+@pytest.fixture
+def app_settings(app: FastAPI, settings: Settings) -> Iterator[Callable[..., Settings]]:
+    """Replace core settings for this test's requests: `app_settings(auth_unverified_...=True)`."""
+
+    def override(**values: Any) -> Settings:
+        changed = settings.model_copy(update=values)
+        app.dependency_overrides[get_app_settings] = lambda: changed
+        return changed
+
+    yield override
+    app.dependency_overrides.pop(get_app_settings, None)

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.http import SECURITY_HEADERS
 from app.modules.auth.config import AuthSettings
-from app.modules.users.config import get_users_settings
+from app.modules.users.config import load_users_settings
 from app.modules.users.models import User
 from tests.modules.conftest import auth_settings
 from tests.reliability.conftest import Headers
@@ -251,9 +251,9 @@ def production_hashing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The production argon2id cost (the suite otherwise uses a cheap one)."""
     for name in ("TIME_COST", "MEMORY_KIB", "PARALLELISM"):
         monkeypatch.delenv(f"USERS_PASSWORD_HASH_{name}")
-    get_users_settings.cache_clear()
+    load_users_settings.cache_clear()
     yield
-    get_users_settings.cache_clear()
+    load_users_settings.cache_clear()
 
 
 # Not measured by coverage: it repeats paths the functional tests cover, many times over.

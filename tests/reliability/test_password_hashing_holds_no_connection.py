@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 
+from app.core.queue import broker
 from app.core.security import PasswordHasher
 from app.modules.users.models import User
 from tests.conftest import MailOutbox
@@ -71,6 +72,7 @@ async def test_password_and_email_changes_hash_with_no_connection_held(
         headers=user_headers,
     )
     assert changed.status_code == 204, changed.text
+    await broker.wait_all()  # the queued listener that ends the other sessions uses the pool too
     moved = await client.patch(
         "/api/v1/users/me",
         json={"email": "moved@example.com", "current_password": NEW_PASSWORD},

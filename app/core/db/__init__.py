@@ -1,34 +1,37 @@
-"""Database layer: engine and session, declarative base and mixins, repositories, list params."""
+"""Database layer: engine, session and connection dependencies, declarative base and mixins,
+repositories, list params."""
 
 from app.core.db.base import Base, SoftDeleteMixin, TimestampMixin, UUIDPrimaryKeyMixin, utcnow
 from app.core.db.engine import (
     Database,
+    DatabaseDep,
+    DBConnection,
     DBSession,
+    get_connection,
+    get_database,
     get_session,
-    read_pool_of,
     release_connection,
 )
 from app.core.db.listing import FilterSpec, ListParams, Page, list_params
-from app.core.db.reads import Reader, ReadPool, ReadQuery
 from app.core.db.repository import BaseRepository
 
 __all__ = [
     "Base",
     "BaseRepository",
+    "DBConnection",
     "DBSession",
     "Database",
+    "DatabaseDep",
     "FilterSpec",
     "ListParams",
     "Page",
-    "ReadPool",
-    "ReadQuery",
-    "Reader",
     "SoftDeleteMixin",
     "TimestampMixin",
     "UUIDPrimaryKeyMixin",
+    "get_connection",
+    "get_database",
     "get_session",
     "list_params",
-    "read_pool_of",
     "release_connection",
     "utcnow",
 ]

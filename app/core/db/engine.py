@@ -1,4 +1,6 @@
-"""The async engine (psycopg 3) and the one-session-per-request dependency."""
+"""The async engine (psycopg 3), and the two ways a request reaches the database through it:
+a session for a use case (`DBSession`) and a connection for reads that need no unit of work
+(`DBConnection`). One engine, one pool."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -16,12 +19,10 @@ from sqlalchemy.ext.asyncio import (
 from taskiq import TaskiqDepends
 
 from app.core.config import Settings
-from app.core.db.reads import ReadPool
 
 
 class Database:
-    """Owns the engine, the session factory and the hot-path read pool; opened and closed by
-    the app's lifespan."""
+    """Owns the engine and the session factory; opened and closed by the app's lifespan."""
 
     def __init__(self, settings: Settings) -> None:
         connect_args: dict[str, object] = {"connect_timeout": max(1, int(settings.db_pool_timeout))}
@@ -29,6 +30,9 @@ class Database:
             connect_args["options"] = f"-c statement_timeout={settings.db_statement_timeout_ms}"
         self.engine: AsyncEngine = create_async_engine(
             settings.sqlalchemy_url,
+            # A connection is in autocommit unless a session's transaction is open: a read on a
+            # plain connection is just itself, no BEGIN and ROLLBACK around it.
+            isolation_level="AUTOCOMMIT",
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
             # Short waits: under overload a request fails fast with 503 instead of piling up.
@@ -39,26 +43,26 @@ class Database:
             echo=settings.db_echo,
             connect_args=connect_args,
         )
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
-        self.reads = ReadPool(settings)
-
-    async def open(self) -> None:
-        await self.reads.open()
+        # Use cases run in transactions: the same engine and pool, read committed.
+        transactional = self.engine.execution_options(isolation_level="READ COMMITTED")
+        self.sessionmaker = async_sessionmaker(
+            transactional, expire_on_commit=False, autoflush=False
+        )
 
     async def ping(self) -> None:
-        """Both ways to the database answer: the engine's pool and the read pool."""
         async with self.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
-        await self.reads.ping()
 
     async def dispose(self) -> None:
-        await self.reads.close()
         await self.engine.dispose()
 
 
-async def get_database(request: Request) -> Database:
+async def get_database(request: Request = TaskiqDepends()) -> Database:
     database: Database = request.app.state.database
     return database
+
+
+DatabaseDep = Annotated[Database, Depends(get_database)]
 
 
 # `= TaskiqDepends()` lets tasks resolve it too (taskiq-fastapi supplies the Request).
@@ -71,6 +75,16 @@ async def get_session(request: Request = TaskiqDepends()) -> AsyncIterator[Async
 DBSession = Annotated[AsyncSession, Depends(get_session)]
 
 
+async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    """An autocommit connection for Core reads that need no transaction; back in the pool as
+    soon as the path operation returns (`scope="function"`), before the response is sent."""
+    async with request.app.state.database.engine.connect() as connection:
+        yield connection
+
+
+DBConnection = Annotated[AsyncConnection, Depends(get_connection, scope="function")]
+
+
 async def release_connection(session: AsyncSession) -> None:
     """End the session's transaction so its pooled connection goes back to the pool before
     slow work that is not the database (password hashing, SMTP, HTTP).
@@ -81,10 +95,3 @@ async def release_connection(session: AsyncSession) -> None:
     if session.new or session.dirty or session.deleted:
         raise RuntimeError("release_connection() with unflushed changes; commit them first")
     await session.commit()
-
-
-def read_pool_of(request: Request) -> ReadPool:
-    """The app's read pool. Called inside a dependency, not declared as one: on the hot path
-    each FastAPI dependency costs about as much as a read."""
-    reads: ReadPool = request.app.state.database.reads
-    return reads

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import structlog
 from fastapi import FastAPI
-from fastapi_events import event_store, in_req_res_cycle, middleware_identifier
+from fastapi_events import in_req_res_cycle
 from fastapi_events.dispatcher import dispatch
 from fastapi_events.handlers.base import BaseEventHandler
 from fastapi_events.middleware import EventHandlerASGIMiddleware
@@ -25,7 +24,6 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
-from starlette.types import Receive, Scope, Send
 
 from app.core.queue import broker
 
@@ -110,42 +108,9 @@ class ListenerHandler(BaseEventHandler):
             await deliver(payload)
 
 
-class EventsMiddleware(EventHandlerASGIMiddleware):
-    """fastapi-events' middleware with its per-request cost cut, the behaviour unchanged.
-
-    The library's `__call__` enters two generator-based context managers and logs two debug
-    lines per request, and `_process_events` gathers the handlers even when the request
-    published nothing (most requests): 3 % of a fast request's instructions. This sets and
-    resets the same context variables in the same order, and delivers only when there is
-    something to deliver."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        middleware_token = middleware_identifier.set(self._id)
-        store_token = event_store.set(deque())
-        try:
-            cycle_token = in_req_res_cycle.set(True)
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                in_req_res_cycle.reset(cycle_token)
-        finally:
-            try:
-                await self._process_events()
-            finally:
-                event_store.reset(store_token)
-                middleware_identifier.reset(middleware_token)
-
-    async def _process_events(self) -> None:
-        if event_store.get():
-            await super()._process_events()
-
-
 def add_events_middleware(app: FastAPI) -> None:
     app.add_middleware(
-        EventsMiddleware,
+        EventHandlerASGIMiddleware,
         handlers=[ListenerHandler()],
         middleware_id=EVENTS_MIDDLEWARE_ID,
     )

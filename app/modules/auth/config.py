@@ -23,7 +23,6 @@ class AuthSettings(AppSettings):
     verify_email_ttl_hours: int = Field(default=48, ge=1, le=720)
     password_reset_ttl_minutes: int = Field(default=30, ge=5, le=1440)
     unverified_login_allowed: bool = True
-    unverified_access_allowed: bool = False
     frontend_url: str = "http://localhost:3000"
     login_rate_limit_ip: str = "20/minute"
     login_rate_limit_account: str = "5/minute"
@@ -43,13 +42,14 @@ class AuthSettings(AppSettings):
 
 
 @lru_cache(maxsize=1)
-def get_auth_settings() -> AuthSettings:
+def load_auth_settings() -> AuthSettings:
+    """Read once from the environment; outside requests (tasks, the CLI) call this."""
     return AuthSettings()
 
 
-async def auth_config() -> AuthSettings:
-    """The dependency form (async: FastAPI runs sync dependencies in a thread pool)."""
-    return get_auth_settings()
+async def get_auth_settings() -> AuthSettings:
+    """The dependency (async: FastAPI runs sync dependencies in a thread pool)."""
+    return load_auth_settings()
 
 
-AuthConfig = Annotated[AuthSettings, Depends(auth_config)]
+AuthSettingsDep = Annotated[AuthSettings, Depends(get_auth_settings)]

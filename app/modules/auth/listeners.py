@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.db import get_session
 from app.core.events import listener
 from app.core.queue import TaskiqDepends
-from app.modules.auth.config import get_auth_settings
+from app.modules.auth.config import load_auth_settings
 from app.modules.auth.services import TokenMaintenance
 from app.modules.users import UserDeleted, UserPasswordChanged
 
@@ -19,13 +19,15 @@ from app.modules.users import UserDeleted, UserPasswordChanged
 async def end_sessions_of_deleted_user(
     event: UserDeleted, session: Annotated[AsyncSession, TaskiqDepends(get_session)]
 ) -> None:
-    await TokenMaintenance(session, get_auth_settings()).revoke_user_sessions(user_id=event.user_id)
+    await TokenMaintenance(session, load_auth_settings()).revoke_user_sessions(
+        user_id=event.user_id
+    )
 
 
 @listener(UserPasswordChanged, queued=True)
 async def end_other_sessions_on_password_change(
     event: UserPasswordChanged, session: Annotated[AsyncSession, TaskiqDepends(get_session)]
 ) -> None:
-    await TokenMaintenance(session, get_auth_settings()).revoke_user_sessions(
+    await TokenMaintenance(session, load_auth_settings()).revoke_user_sessions(
         user_id=event.user_id, keep_session_id=event.keep_session_id
     )

@@ -5,10 +5,9 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, delete, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.modules.auth.models import ActionToken, RefreshToken, TokenPurpose
 
@@ -20,17 +19,16 @@ def user_lock_key(user_id: uuid.UUID) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-# Whether a sign-in session still has its live head token (one probe of the partial index
-# `ix_auth_refresh_tokens_live_family`). Authentication hands it to the users directory, which
-# adds it to its user lookup: one round trip for both.
-_LIVE_SESSION = (
+# Whether a sign-in session still has its live head token: one probe of the partial index
+# `ix_auth_refresh_tokens_live_family`. One statement, compiled once and prepared by psycopg.
+_LIVE_SESSION = select(
     select(RefreshToken.id)
     .where(
-        RefreshToken.family_id == bindparam("session_family_id"),
+        RefreshToken.family_id == bindparam("family_id"),
         RefreshToken.revoked_at.is_(None),
         RefreshToken.rotated_at.is_(None),
-        RefreshToken.user_id == bindparam("session_user_id"),
-        RefreshToken.expires_at > bindparam("session_now"),
+        RefreshToken.user_id == bindparam("user_id"),
+        RefreshToken.expires_at > bindparam("now"),
     )
     .exists()
 )
@@ -43,16 +41,20 @@ class RefreshTokenRepository:
         revocation cannot miss a token inserted concurrently."""
         await session.execute(select(func.pg_advisory_xact_lock(user_lock_key(user_id))))
 
-    def live_session_condition(
-        self, *, family_id: uuid.UUID, user_id: uuid.UUID, now: datetime
-    ) -> tuple[ColumnElement[bool], dict[str, Any]]:
-        """A condition, and its values, that holds while the sign-in session has its live head
-        token: for another module's read to include, so one round trip asks both."""
-        return _LIVE_SESSION, {
-            "session_family_id": family_id,
-            "session_user_id": user_id,
-            "session_now": now,
-        }
+    async def session_is_live(
+        self,
+        connection: AsyncConnection,
+        *,
+        family_id: uuid.UUID,
+        user_id: uuid.UUID,
+        now: datetime,
+    ) -> bool:
+        """Whether the sign-in session (refresh token family) of `user_id` still has its
+        unrevoked, unexpired head token; read outside any unit of work."""
+        result = await connection.execute(
+            _LIVE_SESSION, {"family_id": family_id, "user_id": user_id, "now": now}
+        )
+        return bool(result.scalar())
 
     async def add(self, session: AsyncSession, token: RefreshToken) -> RefreshToken:
         session.add(token)

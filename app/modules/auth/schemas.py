@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-Password = Annotated[str, Field(min_length=1, max_length=128)]
+from app.modules.users import Email, Password, Username
+
 OpaqueToken = Annotated[str, Field(min_length=16, max_length=256)]
 
 
@@ -15,8 +16,8 @@ class _Input(BaseModel):
 
 
 class RegisterIn(_Input):
-    email: Annotated[EmailStr, Field(max_length=320)]
-    username: Annotated[str, Field(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9_.-]+$")]
+    email: Email
+    username: Username
     password: Password
 
 
@@ -37,7 +38,7 @@ class TokenIn(_Input):
 
 
 class EmailIn(_Input):
-    email: Annotated[EmailStr, Field(max_length=320)]
+    email: Email
 
 
 class PasswordResetIn(_Input):

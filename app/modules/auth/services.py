@@ -17,8 +17,8 @@ from app.core.errors import AppError, Forbidden, Unauthorized
 from app.core.mail import MailService
 from app.core.ratelimit import RateLimiter
 from app.core.security import encode_jwt, hash_token, new_opaque_token
+from app.modules.auth.authenticator import ACCESS_TOKEN_TYPE
 from app.modules.auth.config import AuthSettings
-from app.modules.auth.dependencies import ACCESS_TOKEN_TYPE
 from app.modules.auth.models import ActionToken, RefreshToken, TokenPurpose
 from app.modules.auth.repositories import ActionTokenRepository, RefreshTokenRepository
 from app.modules.auth.schemas import RegisterIn, TokenPair

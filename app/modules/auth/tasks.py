@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import get_session
 from app.core.queue import TaskiqDepends, broker
-from app.modules.auth.config import get_auth_settings
+from app.modules.auth.config import load_auth_settings
 from app.modules.auth.services import TokenMaintenance
 
 
@@ -16,5 +16,5 @@ from app.modules.auth.services import TokenMaintenance
 async def purge_expired_tokens(
     session: Annotated[AsyncSession, TaskiqDepends(get_session)],
 ) -> int:
-    refresh, action = await TokenMaintenance(session, get_auth_settings()).purge_expired()
+    refresh, action = await TokenMaintenance(session, load_auth_settings()).purge_expired()
     return refresh + action

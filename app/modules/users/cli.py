@@ -14,7 +14,7 @@ async def _create_superuser(email: str, username: str, password: str) -> str:
     from app.core.config import get_settings
     from app.core.db import Database
     from app.core.embedded import ensure_development_services
-    from app.modules.users.config import get_users_settings
+    from app.modules.users.config import load_users_settings
     from app.modules.users.models import Role
     from app.modules.users.schemas import UserCreate
     from app.modules.users.services import UsersService
@@ -23,7 +23,7 @@ async def _create_superuser(email: str, username: str, password: str) -> str:
     database = Database(get_settings())
     try:
         async with database.sessionmaker() as session:
-            service = UsersService(session, get_users_settings())
+            service = UsersService(session, load_users_settings())
             data = UserCreate(
                 email=email,
                 username=username,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated
 
+from fastapi import Depends
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -30,10 +32,14 @@ class UsersSettings(AppSettings):
 
 
 @lru_cache(maxsize=1)
-def get_users_settings() -> UsersSettings:
+def load_users_settings() -> UsersSettings:
+    """Read once from the environment; outside requests (tasks, the CLI) call this."""
     return UsersSettings()
 
 
-async def users_config() -> UsersSettings:
-    """The dependency form (async: FastAPI runs sync dependencies in a thread pool)."""
-    return get_users_settings()
+async def get_users_settings() -> UsersSettings:
+    """The dependency (async: FastAPI runs sync dependencies in a thread pool)."""
+    return load_users_settings()
+
+
+UsersSettingsDep = Annotated[UsersSettings, Depends(get_users_settings)]

@@ -1,4 +1,4 @@
-"""FastAPI dependencies of the users module."""
+"""FastAPI dependencies of the users module. Who is calling comes from `app.core.auth`."""
 
 from __future__ import annotations
 
@@ -7,34 +7,43 @@ from typing import Annotated
 
 from fastapi import Depends, Path
 
-from app.core.db import DBSession
-from app.modules.auth import ActiveUser, CurrentUser
-from app.modules.users.config import UsersSettings, users_config
+from app.core.auth import ActivePrincipal, CurrentPrincipal
+from app.core.db import DBConnection, DBSession
+from app.modules.users.config import UsersSettingsDep
 from app.modules.users.models import User
-from app.modules.users.services import UsersService
-
-UsersConfig = Annotated[UsersSettings, Depends(users_config)]
+from app.modules.users.services import UsersReader, UsersService
 
 
-async def get_users_service(session: DBSession, settings: UsersConfig) -> UsersService:
+async def get_users_service(session: DBSession, settings: UsersSettingsDep) -> UsersService:
     return UsersService(session, settings)
 
 
 UsersServiceDep = Annotated[UsersService, Depends(get_users_service)]
 
 
+async def get_users_reader(connection: DBConnection) -> UsersReader:
+    return UsersReader(connection)
+
+
+UsersReaderDep = Annotated[UsersReader, Depends(get_users_reader)]
+
 UserIdPath = Annotated[uuid.UUID, Path(description="user id")]
 
 
-async def get_user_by_id(actor: ActiveUser, service: UsersServiceDep, user_id: UserIdPath) -> User:
-    """The live user named by the path, or a 404 problem. Authentication comes first, so an
-    anonymous caller learns nothing about which ids exist."""
-    return await service.get(user_id=user_id)
-
-
-async def get_me(actor: CurrentUser, service: UsersServiceDep) -> User:
-    return await service.get(user_id=actor.id)
+async def get_user_by_id(
+    principal: ActivePrincipal, service: UsersServiceDep, user_id: UserIdPath
+) -> User:
+    """The live user named by the path, if the caller may see it; else a 404 problem, the same
+    for an id that does not exist (authentication comes first: anonymous callers get 401)."""
+    return await service.get_visible(actor=principal, user_id=user_id)
 
 
 UserById = Annotated[User, Depends(get_user_by_id)]
+
+
+async def get_me(principal: CurrentPrincipal, service: UsersServiceDep) -> User:
+    """The signed-in user's own record, for changes."""
+    return await service.get(user_id=principal.id)
+
+
 Me = Annotated[User, Depends(get_me)]

@@ -1,27 +1,29 @@
-"""UsersGateway: what other modules may ask of the users module. Returns DTOs, never ORM
-objects; injected with FastAPI DI (`UsersGatewayDep`) so tests can replace it."""
+"""What other modules may ask of the users module. Answers are DTOs, never ORM objects;
+both doors are FastAPI dependencies, so tests can replace them.
+
+- `UsersGateway` works inside the caller's unit of work (the request's session).
+- `UsersDirectory` answers read-only questions on an autocommit connection: cheap enough for
+  every request, which is how authentication asks who a token's account is.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends
-from sqlalchemy import ColumnElement
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from app.core.db import DBSession, Reader
+from app.core.db import DBConnection, DBSession
 from app.core.errors import NotFound
-from app.modules.users.config import UsersSettings, get_users_settings, users_config
-from app.modules.users.repositories import UserRepository
+from app.modules.users.config import UsersSettings, UsersSettingsDep, load_users_settings
 from app.modules.users.schemas import UserCreate, UserDTO
-from app.modules.users.services import UsersService
+from app.modules.users.services import UsersReader, UsersService
 
 
 class UsersGateway:
     def __init__(self, session: AsyncSession, settings: UsersSettings | None = None) -> None:
-        self._service = UsersService(session, settings or get_users_settings())
+        self._service = UsersService(session, settings or load_users_settings())
 
     async def get_by_id(self, user_id: uuid.UUID) -> UserDTO | None:
         """A live (not deleted) user, active or not."""
@@ -65,36 +67,23 @@ class UsersGateway:
 
 
 class UsersDirectory:
-    """Read-only questions about users that need no unit of work, answered on the read pool
-    (autocommit): cheap enough for every request, which is how authentication asks them.
-    Inside a use case, ask `UsersGateway`: it reads within the request's transaction."""
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._reader = UsersReader(connection)
 
-    def __init__(self, reads: Reader) -> None:
-        self._reads = reads
-
-    async def get_live(
-        self,
-        user_id: uuid.UUID,
-        *,
-        also: ColumnElement[bool] | None = None,
-        also_params: Mapping[str, Any] | None = None,
-    ) -> UserDTO | None:
-        """A live (not deleted) user, active or not.
-
-        `also` is a condition of the caller's own, typically an EXISTS on a table of its
-        module, with `also_params` for its bound values: the answer is None unless it holds
-        too, and both questions cost one round trip. The statement is compiled once per
-        `also` object, so pass a module-level constant."""
-        row = await UserRepository().read_live_view(
-            self._reads, id=user_id, also=also, also_params=also_params
-        )
-        return None if row is None else UserDTO.model_validate(row)
+    async def get(self, user_id: uuid.UUID) -> UserDTO | None:
+        """A live (not deleted) user, active or not."""
+        return await self._reader.get(user_id=user_id)
 
 
-async def get_users_gateway(
-    session: DBSession, settings: Annotated[UsersSettings, Depends(users_config)]
-) -> UsersGateway:
+async def get_users_gateway(session: DBSession, settings: UsersSettingsDep) -> UsersGateway:
     return UsersGateway(session, settings)
 
 
 UsersGatewayDep = Annotated[UsersGateway, Depends(get_users_gateway)]
+
+
+async def get_users_directory(connection: DBConnection) -> UsersDirectory:
+    return UsersDirectory(connection)
+
+
+UsersDirectoryDep = Annotated[UsersDirectory, Depends(get_users_directory)]

@@ -31,8 +31,8 @@ def can_list(actor: Actor) -> bool:
     return is_admin(actor)
 
 
-def can_view(actor: Actor, target: Actor) -> bool:
-    return is_admin(actor) or actor.id == target.id
+def can_view(actor: Actor, target_id: uuid.UUID) -> bool:
+    return is_admin(actor) or actor.id == target_id
 
 
 def can_update(actor: Actor, target: Actor) -> bool:

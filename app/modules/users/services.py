@@ -1,4 +1,5 @@
-"""Use cases of the users module. Services own the unit of work and publish events after it."""
+"""Use cases of the users module: `UsersService` owns the unit of work (commit) and publishes
+events after it; `UsersReader` answers read-only questions on an autocommit connection."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from typing import Any
 
 import structlog
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.core.db import ListParams, release_connection
-from app.core.errors import Conflict, Forbidden, ValidationFailed
+from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.core.events import publish
 from app.core.security import PasswordHasher, password_hasher
 from app.modules.users import policies
@@ -19,7 +20,7 @@ from app.modules.users.events import UserDeleted, UserPasswordChanged, UserRegis
 from app.modules.users.models import User
 from app.modules.users.policies import Actor
 from app.modules.users.repositories import UserRepository
-from app.modules.users.schemas import UserCreate
+from app.modules.users.schemas import UserCreate, UserDTO
 
 log = structlog.get_logger("app.users")
 
@@ -38,6 +39,13 @@ class UsersService:
 
     async def get(self, *, user_id: uuid.UUID) -> User:
         return await self.users.get(self.session, id=user_id)
+
+    async def get_visible(self, *, actor: Actor, user_id: uuid.UUID) -> User:
+        """The user, when `actor` may see it; else the same 404 as for a missing one."""
+        user = await self.find(user_id=user_id) if policies.can_view(actor, user_id) else None
+        if user is None:
+            raise NotFound(self.users.not_found_message)
+        return user
 
     async def find(self, *, user_id: uuid.UUID) -> User | None:
         return await self.users.get_or_none(self.session, id=user_id)
@@ -217,3 +225,25 @@ class UsersService:
         if not user.is_verified:
             user.is_verified = True
             await self.session.commit()
+
+
+class UsersReader:
+    """Reads that need no unit of work, on an autocommit connection: no BEGIN, no ROLLBACK,
+    no identity map. Requests ask them on every call (authentication, profile lookups)."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+        self.users = UserRepository()
+
+    async def get(self, *, user_id: uuid.UUID) -> UserDTO | None:
+        """A live (not deleted) user, active or not."""
+        row = await self.users.read_live(self.connection, id=user_id)
+        return None if row is None else UserDTO.model_validate(row)
+
+    async def view(self, *, actor: Actor, user_id: uuid.UUID) -> UserDTO:
+        """The user `actor` asked for; 404 when it is gone and, alike, when they may not see it
+        (a stranger learns nothing about which ids exist)."""
+        user = await self.get(user_id=user_id) if policies.can_view(actor, user_id) else None
+        if user is None:
+            raise NotFound("User not found")
+        return user

@@ -124,15 +124,18 @@ async def test_delete_me_soft_deletes_ends_sessions_and_frees_the_email(
     assert again.status_code == 201
 
 
-async def test_admin_only_endpoints_are_403_for_users(
+async def test_admin_only_endpoints_are_403_and_other_users_404_for_users(
     client: AsyncClient, user: User, admin: User, user_headers: Headers
 ) -> None:
     assert (await client.get(USERS, headers=user_headers)).status_code == 403
-    assert (await client.get(f"{USERS}/{admin.id}", headers=user_headers)).status_code == 403
-    assert (
-        await client.patch(f"{USERS}/{admin.id}", json={"username": "x1y"}, headers=user_headers)
-    ).status_code == 403
-    assert (await client.delete(f"{USERS}/{admin.id}", headers=user_headers)).status_code == 403
+    # Someone else's account answers exactly as a missing one: ids are not confirmed.
+    missing = f"{USERS}/{uuid.uuid4()}"
+    for url in (f"{USERS}/{admin.id}", missing):
+        assert (await client.get(url, headers=user_headers)).status_code == 404
+        assert (
+            await client.patch(url, json={"username": "x1y"}, headers=user_headers)
+        ).status_code == 404
+        assert (await client.delete(url, headers=user_headers)).status_code == 404
     own = await client.patch(f"{USERS}/{user.id}", json={"role": "admin"}, headers=user_headers)
     assert own.status_code == 403
     assert (await client.get(f"{USERS}/{user.id}", headers=user_headers)).status_code == 200
@@ -209,10 +212,10 @@ async def test_self_delete_can_be_disabled(
     client: AsyncClient, user: User, user_headers: Headers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from app.main import create_app  # noqa: F401  (the app is already built; override the dep)
-    from app.modules.users.config import UsersSettings, users_config
+    from app.modules.users.config import UsersSettings, get_users_settings
 
     app = client._transport.app  # type: ignore[attr-defined]
-    app.dependency_overrides[users_config] = lambda: UsersSettings(
+    app.dependency_overrides[get_users_settings] = lambda: UsersSettings(
         _env_file=None,
         self_delete_allowed=False,
         password_hash_time_cost=1,
@@ -222,7 +225,7 @@ async def test_self_delete_can_be_disabled(
     try:
         assert (await client.delete(ME, headers=user_headers)).status_code == 403
     finally:
-        app.dependency_overrides.pop(users_config)
+        app.dependency_overrides.pop(get_users_settings)
 
 
 async def test_list_filters_on_dates(

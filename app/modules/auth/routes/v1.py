@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from app.core.config import Settings
-from app.core.db import DBSession
+from app.core.auth import CurrentPrincipal
 from app.core.errors import problems
-from app.core.mail import Mailer
-from app.core.ratelimit import RateLimits
-from app.modules.auth.config import AuthConfig
-from app.modules.auth.dependencies import CurrentSessionId, CurrentUser, get_app_settings
+from app.modules.auth.dependencies import AuthServiceDep, ClientKey
 from app.modules.auth.schemas import (
     Accepted,
     EmailIn,
@@ -23,40 +19,11 @@ from app.modules.auth.schemas import (
     TokenIn,
     TokenPair,
 )
-from app.modules.auth.services import AuthService
-from app.modules.users import UserDTO, UsersGatewayDep
+from app.modules.users import UserDTO
 
 router = APIRouter()
 
 EMAIL_SENT = "If the address belongs to an account, an email is on its way."
-
-
-async def get_auth_service(
-    session: DBSession,
-    settings: AuthConfig,
-    app_settings: Annotated[Settings, Depends(get_app_settings)],
-    users: UsersGatewayDep,
-    mailer: Mailer,
-    limiter: RateLimits,
-) -> AuthService:
-    return AuthService(
-        session=session,
-        settings=settings,
-        secret_key=app_settings.secret_key,
-        users=users,
-        mailer=mailer,
-        limiter=limiter,
-    )
-
-
-Service = Annotated[AuthService, Depends(get_auth_service)]
-
-
-def _client_key(request: Request, limiter: RateLimits) -> str:
-    return limiter.client_key(request)
-
-
-ClientKey = Annotated[str, Depends(_client_key)]
 
 
 @router.post(
@@ -65,41 +32,43 @@ ClientKey = Annotated[str, Depends(_client_key)]
     response_model=UserDTO,
     responses=problems(409, 422, 429),
 )
-async def register(body: RegisterIn, service: Service) -> UserDTO:
+async def register(body: RegisterIn, service: AuthServiceDep) -> UserDTO:
     """Create an account; a verification link is mailed to the address."""
     return await service.register(body)
 
 
 @router.post("/login", response_model=TokenPair, responses=problems(401, 403, 422, 429))
 async def login(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], service: Service, client: ClientKey
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    service: AuthServiceDep,
+    client: ClientKey,
 ) -> TokenPair:
     """OAuth2 password flow: `username` is the username or the email address."""
     return await service.login(login=form.username, password=form.password, client_key=client)
 
 
 @router.post("/refresh", response_model=TokenPair, responses=problems(401, 422))
-async def refresh(body: RefreshIn, service: Service) -> TokenPair:
+async def refresh(body: RefreshIn, service: AuthServiceDep) -> TokenPair:
     """Trade a refresh token for a new pair; the presented one is spent."""
     return await service.refresh(refresh_token=body.refresh_token)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401))
-async def logout(user: CurrentUser, session_id: CurrentSessionId, service: Service) -> Response:
-    """End this session: its refresh tokens stop working."""
-    await service.logout(user_id=user.id, session_id=session_id)
+async def logout(principal: CurrentPrincipal, service: AuthServiceDep) -> Response:
+    """End this session: its refresh and access tokens stop working."""
+    await service.logout(user_id=principal.id, session_id=principal.session_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401))
-async def logout_all(user: CurrentUser, service: Service) -> Response:
+async def logout_all(principal: CurrentPrincipal, service: AuthServiceDep) -> Response:
     """End every session of the signed-in user."""
-    await service.logout_all(user_id=user.id)
+    await service.logout_all(user_id=principal.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/verify-email", status_code=status.HTTP_204_NO_CONTENT, responses=problems(400, 422))
-async def verify_email(body: TokenIn, service: Service) -> Response:
+async def verify_email(body: TokenIn, service: AuthServiceDep) -> Response:
     """Confirm the email address with the token from the verification link (single use)."""
     await service.verify_email(token=body.token)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -111,7 +80,9 @@ async def verify_email(body: TokenIn, service: Service) -> Response:
     response_model=Accepted,
     responses=problems(422, 429),
 )
-async def resend_verification(body: EmailIn, service: Service, client: ClientKey) -> Accepted:
+async def resend_verification(
+    body: EmailIn, service: AuthServiceDep, client: ClientKey
+) -> Accepted:
     """Mail a new verification link to an unverified account. Same answer for any address."""
     await service.resend_verification(email=body.email, client_key=client)
     return Accepted(detail=EMAIL_SENT)
@@ -123,7 +94,7 @@ async def resend_verification(body: EmailIn, service: Service, client: ClientKey
     response_model=Accepted,
     responses=problems(422, 429),
 )
-async def forgot_password(body: EmailIn, service: Service, client: ClientKey) -> Accepted:
+async def forgot_password(body: EmailIn, service: AuthServiceDep, client: ClientKey) -> Accepted:
     """Mail a password reset link. Same answer, in similar time, for any address."""
     await service.forgot_password(email=body.email, client_key=client)
     return Accepted(detail=EMAIL_SENT)
@@ -132,7 +103,7 @@ async def forgot_password(body: EmailIn, service: Service, client: ClientKey) ->
 @router.post(
     "/password/reset", status_code=status.HTTP_204_NO_CONTENT, responses=problems(400, 422)
 )
-async def reset_password(body: PasswordResetIn, service: Service) -> Response:
+async def reset_password(body: PasswordResetIn, service: AuthServiceDep) -> Response:
     """Set a new password with the token from the reset link; every session is signed out."""
     await service.reset_password(token=body.token, new_password=body.new_password)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -5,14 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Response, status
 
-from app.core.db import FilterSpec, ListParams, Page, list_params, read_pool_of
-from app.core.errors import Forbidden, NotFound, problems
-from app.modules.auth import ActiveUser, CurrentSessionId, CurrentUser, require_role
-from app.modules.users import policies
-from app.modules.users.dependencies import Me, UserById, UserIdPath, UsersServiceDep
-from app.modules.users.gateway import UsersDirectory
+from app.core.auth import ActivePrincipal, CurrentPrincipal, require_role
+from app.core.db import FilterSpec, ListParams, Page, list_params
+from app.core.errors import problems
+from app.modules.users.dependencies import (
+    Me,
+    UserById,
+    UserIdPath,
+    UsersReaderDep,
+    UsersServiceDep,
+)
 from app.modules.users.models import Role
 from app.modules.users.schemas import (
     PasswordChange,
@@ -23,8 +27,6 @@ from app.modules.users.schemas import (
 )
 
 router = APIRouter()
-
-AUTH_ERRORS = (401, 403)
 
 UserListParams = Annotated[
     ListParams,
@@ -45,10 +47,10 @@ UserListParams = Annotated[
 ]
 
 
-@router.get("/me", response_model=UserDTO, responses=problems(401))
-async def read_me(me: CurrentUser) -> UserDTO:
+@router.get("/me", response_model=UserDTO, responses=problems(401, 404))
+async def read_me(principal: CurrentPrincipal, reader: UsersReaderDep) -> UserDTO:
     """The signed-in user."""
-    return me
+    return await reader.view(actor=principal, user_id=principal.id)
 
 
 @router.patch("/me", response_model=UserDTO, responses=problems(401, 403, 409, 422))
@@ -73,14 +75,14 @@ async def delete_me(me: Me, service: UsersServiceDep) -> Response:
     "/me/password", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 403, 422)
 )
 async def change_my_password(
-    body: PasswordChange, me: Me, session_id: CurrentSessionId, service: UsersServiceDep
+    body: PasswordChange, me: Me, principal: CurrentPrincipal, service: UsersServiceDep
 ) -> Response:
     """Change your password; needs the current one. Every other session is signed out."""
     await service.change_password(
         user=me,
         current_password=body.current_password,
         new_password=body.new_password,
-        keep_session_id=session_id,
+        keep_session_id=principal.session_id,
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -92,35 +94,26 @@ async def change_my_password(
     dependencies=[Depends(require_role(Role.ADMIN))],
 )
 async def list_users(
-    actor: ActiveUser, params: UserListParams, service: UsersServiceDep
+    principal: ActivePrincipal, params: UserListParams, service: UsersServiceDep
 ) -> Page[UserDTO]:
     """Administrators: list users with sort, filters and pages."""
-    users, total = await service.list(actor=actor, params=params)
+    users, total = await service.list(actor=principal, params=params)
     return Page[UserDTO].build(
         [UserDTO.model_validate(user) for user in users], total=total, params=params
     )
 
 
 @router.get("/{user_id}", response_model=UserDTO, responses=problems(401, 403, 404, 422))
-async def read_user(request: Request, user_id: UserIdPath, actor: ActiveUser) -> UserDTO:
+async def read_user(
+    user_id: UserIdPath, principal: ActivePrincipal, reader: UsersReaderDep
+) -> UserDTO:
     """A user, for administrators or the user themselves."""
-    # The signed-in user was read a moment ago by authentication: no second lookup. The
-    # directory is built here rather than injected: a dependency node costs as much as a read.
-    user = (
-        actor
-        if user_id == actor.id
-        else await UsersDirectory(read_pool_of(request)).get_live(user_id)
-    )
-    if user is None:
-        raise NotFound("User not found")
-    if not policies.can_view(actor, user):
-        raise Forbidden("You may not view this user")
-    return user
+    return await reader.view(actor=principal, user_id=user_id)
 
 
 @router.patch("/{user_id}", response_model=UserDTO, responses=problems(401, 403, 404, 409, 422))
 async def update_user(
-    body: UserUpdateAdmin, user: UserById, actor: ActiveUser, service: UsersServiceDep
+    body: UserUpdateAdmin, user: UserById, principal: ActivePrincipal, service: UsersServiceDep
 ) -> UserDTO:
     """Change a user (role, activation and verification: administrators only). Changing your
     own email needs `current_password` (422 missing, 403 wrong); demoting or deactivating the
@@ -128,7 +121,7 @@ async def update_user(
     data = changes(body)
     current_password = data.pop("current_password", None)
     updated = await service.update(
-        actor=actor, user=user, changes=data, current_password=current_password
+        actor=principal, user=user, changes=data, current_password=current_password
     )
     return UserDTO.model_validate(updated)
 
@@ -138,8 +131,10 @@ async def update_user(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problems(401, 403, 404, 409, 422),
 )
-async def delete_user(user: UserById, actor: ActiveUser, service: UsersServiceDep) -> Response:
+async def delete_user(
+    user: UserById, principal: ActivePrincipal, service: UsersServiceDep
+) -> Response:
     """Delete a user (soft delete) and end their sessions; not the last active
     administrator (409)."""
-    await service.delete(actor=actor, user=user)
+    await service.delete(actor=principal, user=user)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
