@@ -3,11 +3,17 @@ end-to-end test also runs it through `lint-imports` on a project copy)."""
 
 from __future__ import annotations
 
+import tomllib
+from typing import Any
+
 import pytest
 from grimp import ImportGraph
+from importlinter import configuration
 from importlinter.application import output
+from importlinter.contracts.acyclic_siblings import AcyclicSiblingsContract
 
 from app.boundaries import ModuleBoundariesContract
+from tests.support import PROJECT_ROOT
 
 
 def _graph(*imports: tuple[str, str]) -> ImportGraph:
@@ -74,3 +80,52 @@ def test_a_broken_contract_names_importer_imported_line_and_reason(
     printed = capsys.readouterr().out
     assert "app.modules.auth.sneaky -> app.modules.users.models (l.3)" in printed
     assert "import from app.modules.users only" in printed
+
+
+def _acyclic_modules() -> AcyclicSiblingsContract:
+    """The pyproject contract that forbids import cycles between feature modules."""
+    configuration.configure()  # what `lint-imports` does first (the contract times its search)
+    options = next(
+        contract for contract in _pyproject_contracts() if contract["type"] == "acyclic_siblings"
+    )
+    return AcyclicSiblingsContract(
+        name=options["name"],
+        session_options={},
+        contract_options={key: value for key, value in options.items() if key != "type"},
+    )
+
+
+def _pyproject_contracts() -> list[dict[str, Any]]:
+    config = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    contracts: list[dict[str, Any]] = config["tool"]["importlinter"]["contracts"]
+    return contracts
+
+
+def test_one_way_imports_between_modules_are_kept() -> None:
+    graph = _graph(
+        ("app.modules.auth.services", "app.modules.users"),
+        ("app.modules.orders.services", "app.modules.users"),
+        ("app.modules.users.routes", "app.core.auth"),
+    )
+    assert _acyclic_modules().check(graph, verbose=False).kept
+
+
+def test_two_modules_importing_each_other_break_the_contract() -> None:
+    # users asking auth for "who is calling" while auth asks users for accounts: the cycle
+    # this template used to have; the principal lives in app.core.auth instead.
+    graph = _graph(
+        ("app.modules.auth.services", "app.modules.users"),
+        ("app.modules.users.routes", "app.modules.auth"),
+    )
+    check = _acyclic_modules().check(graph, verbose=False)
+    assert not check.kept
+    assert "app.modules" in check.metadata["cycle_breakers_by_package"]
+
+
+def test_a_loop_through_three_modules_breaks_the_contract() -> None:
+    graph = _graph(
+        ("app.modules.orders", "app.modules.users"),
+        ("app.modules.users", "app.modules.billing"),
+        ("app.modules.billing", "app.modules.orders"),
+    )
+    assert not _acyclic_modules().check(graph, verbose=False).kept

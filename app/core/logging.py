@@ -45,8 +45,8 @@ def _orjson_dumps(value: Any, default: Any = None) -> str:
 def _renderer(json_logs: bool) -> Processor:
     if json_logs:
         return structlog.processors.JSONRenderer(serializer=_orjson_dumps)
-    # Plain tracebacks: rich's (the default when rich is installed) took 1-5 s per error, held
-    # the event loop meanwhile, and printed every frame's locals, secrets included.
+    # Plain tracebacks: rich's (the default when rich is installed) are slow, hold the event
+    # loop meanwhile, and print every frame's locals, secrets included.
     return structlog.dev.ConsoleRenderer(
         colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
     )

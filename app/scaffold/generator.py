@@ -281,6 +281,7 @@ def plan_module(
     revision = uuid.uuid4().hex[:12]
     context: dict[str, Any] = {
         "module": name,
+        "Module": camel(name),
         "Entity": entity,
         "entity": re.sub(r"(?<!^)(?=[A-Z])", "_", entity).lower(),
         "title": name.replace("_", " ").capitalize(),
@@ -319,6 +320,7 @@ def plan_module(
     tests_dir = Path("tests/modules") / name
     files = {
         module_dir / "__init__.py": "init.py.jinja",
+        module_dir / "cli.py": "cli.py.jinja",
         module_dir / "config.py": "config.py.jinja",
         module_dir / "models.py": "models.py.jinja",
         module_dir / "schemas.py": "schemas.py.jinja",

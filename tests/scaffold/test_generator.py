@@ -268,7 +268,7 @@ def test_generated_module_passes_lint_types_contracts_migrations_and_its_tests(
     assert "/api/v1/probe_gadgets" in openapi
 
 
-def test_contract_fails_when_a_module_imports_another_modules_internals(
+def test_contracts_fail_on_internals_routes_to_repositories_and_a_cycle(
     code_copy: Path,
 ) -> None:
     (code_copy / "app" / "modules" / "auth" / "sneaky.py").write_text(
@@ -276,6 +276,10 @@ def test_contract_fails_when_a_module_imports_another_modules_internals(
     )
     (code_copy / "app" / "modules" / "users" / "routes" / "shortcut.py").write_text(
         "from app.modules.users.repositories import UserRepository\n\nSHORTCUT = UserRepository\n"
+    )
+    # auth already asks users; users asking auth back closes a loop.
+    (code_copy / "app" / "modules" / "users" / "circle.py").write_text(
+        "from app.modules.auth import AuthSettings\n\nCIRCLE = AuthSettings\n"
     )
     env = {**os.environ, "PYTHONPATH": str(code_copy)}
     result = subprocess.run(
@@ -293,6 +297,8 @@ def test_contract_fails_when_a_module_imports_another_modules_internals(
     assert "reaches into module 'users'" in report
     assert "app.modules.users.routes.shortcut -> app.modules.users.repositories" in report
     assert "routes must call services, not repositories" in report
+    assert "No cycles are allowed in app.modules" in report
+    assert ".users -> .auth (1 import)" in report
     assert "BROKEN" in report
 
 

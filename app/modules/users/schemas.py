@@ -59,7 +59,9 @@ class UserUpdateMe(_Input):
     current_password: Password | None = None
 
 
-class UserUpdateAdmin(UserUpdateMe):
+class UserUpdate(UserUpdateMe):
+    """What may change about a user: role, activation and verification by administrators."""
+
     role: Role | None = None
     is_active: bool | None = None
     is_verified: bool | None = None

@@ -111,8 +111,8 @@ class UsersService:
             raise Conflict("A user with this email or username already exists") from None
 
     async def _hash_new_password(self, password: str, *, field: str = "password") -> str:
-        """The policy-checked password's hash, computed with no connection held: argon2 takes
-        100 ms or more, and a burst of sign-ups would otherwise drain the pool."""
+        """The policy-checked password's hash, computed with no connection held: argon2 is slow
+        by design, and a burst of sign-ups would otherwise drain the pool."""
         self._check_password_policy(password, field=field)
         await release_connection(self.session)
         return await self.hasher.hash(password)

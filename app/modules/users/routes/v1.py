@@ -21,7 +21,7 @@ from app.modules.users.models import Role
 from app.modules.users.schemas import (
     PasswordChange,
     UserDTO,
-    UserUpdateAdmin,
+    UserUpdate,
     UserUpdateMe,
     changes,
 )
@@ -54,20 +54,24 @@ async def read_me(principal: CurrentPrincipal, reader: UsersReaderDep) -> UserDT
 
 
 @router.patch("/me", response_model=UserDTO, responses=problems(401, 403, 409, 422))
-async def update_me(body: UserUpdateMe, me: Me, service: UsersServiceDep) -> UserDTO:
+async def update_me(
+    body: UserUpdateMe, me: Me, principal: CurrentPrincipal, service: UsersServiceDep
+) -> UserDTO:
     """Change your username or email (a new email must be verified again). Changing the email
     needs `current_password`: 422 when it is missing, 403 when it is wrong."""
     data = changes(body)
     current_password = data.pop("current_password", None)
-    user = await service.update(actor=me, user=me, changes=data, current_password=current_password)
+    user = await service.update(
+        actor=principal, user=me, changes=data, current_password=current_password
+    )
     return UserDTO.model_validate(user)
 
 
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 403, 409))
-async def delete_me(me: Me, service: UsersServiceDep) -> Response:
+async def delete_me(me: Me, principal: CurrentPrincipal, service: UsersServiceDep) -> Response:
     """Delete your account (soft delete) and end every session. The last active administrator
     cannot (409)."""
-    await service.delete(actor=me, user=me)
+    await service.delete(actor=principal, user=me)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -113,7 +117,7 @@ async def read_user(
 
 @router.patch("/{user_id}", response_model=UserDTO, responses=problems(401, 403, 404, 409, 422))
 async def update_user(
-    body: UserUpdateAdmin, user: UserById, principal: ActivePrincipal, service: UsersServiceDep
+    body: UserUpdate, user: UserById, principal: ActivePrincipal, service: UsersServiceDep
 ) -> UserDTO:
     """Change a user (role, activation and verification: administrators only). Changing your
     own email needs `current_password` (422 missing, 403 wrong); demoting or deactivating the
