@@ -336,12 +336,12 @@ def plan_module(
         module_dir / "routes" / "v1.py": "routes_v1.py.jinja",
         tests_dir / "__init__.py": "empty.py.jinja",
         Path("tests/factories") / f"{name}.py": "factories.py.jinja",
-        tests_dir / "test_services.py": "test_services.py.jinja",
+        tests_dir / "test_gateway_task_and_command.py": "test_gateway_task_and_command.py.jinja",
         Path("migrations/versions")
         / f"{now:%Y%m%d_%H%M}_{revision}_create_{name}.py": "migration.py.jinja",
     }
     if options.crud:
-        files[tests_dir / "test_routes.py"] = "test_routes.py.jinja"
+        files[tests_dir / "test_endpoints.py"] = "test_endpoints.py.jinja"
     environment = Environment(
         loader=PackageLoader("app.scaffold", "templates"),
         undefined=StrictUndefined,

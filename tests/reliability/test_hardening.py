@@ -1,10 +1,12 @@
 """Bad input and hardening, on the real routes of the session's app.
 
 Already covered elsewhere, and not repeated here (see docs/reliability.md): JWT `none`, wrong
-key, algorithm, audience, issuer, type and expiry (tests/modules/auth/test_routes.py,
-tests/core/test_security.py); CORS (tests/core/test_errors_and_http.py); production refusing
-default secrets (tests/core/test_config.py); odd bodies on every auth/users endpoint
-(tests/modules/auth/test_robustness.py).
+key, algorithm, audience, issuer, type and expiry
+(tests/modules/auth/test_sign_up_sign_in_and_recovery.py,
+tests/core/test_password_hashing_and_tokens.py); CORS
+(tests/core/test_problems_request_ids_logs_and_headers.py); production refusing default
+secrets (tests/core/test_settings_and_sample_env.py); odd bodies on every auth/users endpoint
+(tests/modules/auth/test_no_input_gives_a_500.py).
 """
 
 from __future__ import annotations

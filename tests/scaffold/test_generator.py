@@ -116,7 +116,7 @@ def test_dry_run_prints_every_file_and_writes_nothing() -> None:
         "policies.py",
         "tasks.py",
         "listeners.py",
-        "test_routes.py",
+        "test_endpoints.py",
         "create_probe_parcels.py",
         "factories/probe_parcels.py",
     ):
@@ -255,7 +255,7 @@ def test_generated_module_passes_lint_types_contracts_migrations_and_its_tests(
             "no:cacheprovider",
             "tests/modules/probe_gadgets",
             "tests/modules/probe_orders",
-            "tests/core/test_migrations.py",
+            "tests/core/test_migrations_match_the_models.py",
         ],
         "routes": [python, "-c", "from app.cli import main; main()", "routes"],
     }
@@ -366,5 +366,5 @@ def test_no_crud_writes_a_module_without_endpoints() -> None:
     )
     files = {str(item.path): item.content for item in plan.files}
     assert "@router." not in files["app/modules/probe_ledgers/routes/v1.py"]
-    assert "tests/modules/probe_ledgers/test_routes.py" not in files
-    assert "tests/modules/probe_ledgers/test_services.py" in files
+    assert "tests/modules/probe_ledgers/test_endpoints.py" not in files
+    assert "tests/modules/probe_ledgers/test_gateway_task_and_command.py" in files
