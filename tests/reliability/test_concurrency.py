@@ -31,8 +31,8 @@ from tests.reliability.figures import record
 # runs the full length.
 LOAD_SECONDS = float(os.environ.get("RELIABILITY_LOAD_S", "3"))
 CONNECTIONS = int(os.environ.get("RELIABILITY_CONNECTIONS", "256"))
-# The template's defaults: bounded pools, and a request waits at most 5 s for a connection.
-POOL_SIZE, MAX_OVERFLOW, READ_POOL_SIZE, POOL_TIMEOUT = 10, 10, 5, 5.0
+# The template's defaults: one bounded pool, and a request waits at most 5 s for a connection.
+POOL_SIZE, MAX_OVERFLOW, POOL_TIMEOUT = 10, 10, 5.0
 WARM_UP_SECONDS = 1.0  # wrk takes whole seconds
 APP_NAME = "reliability-load"
 
@@ -48,7 +48,6 @@ def server(services: Services) -> Iterator[Uvicorn]:
         QUEUE_BROKER="memory",
         DB_POOL_SIZE=str(POOL_SIZE),
         DB_MAX_OVERFLOW=str(MAX_OVERFLOW),
-        DB_READ_POOL_SIZE=str(READ_POOL_SIZE),
         DB_POOL_TIMEOUT=str(POOL_TIMEOUT),
         PGAPPNAME=APP_NAME,  # libpq: lets the test count the server's connections
     )
@@ -160,7 +159,7 @@ async def test_256_connections_on_a_user_lookup_no_error_no_timeout(
     assert result["socket_errors"] == 0, result
     assert result["timeouts"] == 0, result
     # Bounded pool, short waits: no request queued anywhere near the pool timeout.
-    assert 0 < peak <= POOL_SIZE + MAX_OVERFLOW + READ_POOL_SIZE, peak
+    assert 0 < peak <= POOL_SIZE + MAX_OVERFLOW, peak
     assert result["p99_ms"] < POOL_TIMEOUT * 1000, result
     # The server is still healthy afterwards.
     async with httpx.AsyncClient() as http:

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Path
 
 from app.core.auth import ActivePrincipal, CurrentPrincipal
-from app.core.db import DBConnection, DBSession
+from app.core.db import DatabaseDep, DBSession
 from app.modules.users.config import UsersSettingsDep
 from app.modules.users.models import User
 from app.modules.users.services import UsersReader, UsersService
@@ -21,8 +21,8 @@ async def get_users_service(session: DBSession, settings: UsersSettingsDep) -> U
 UsersServiceDep = Annotated[UsersService, Depends(get_users_service)]
 
 
-async def get_users_reader(connection: DBConnection) -> UsersReader:
-    return UsersReader(connection)
+async def get_users_reader(database: DatabaseDep) -> UsersReader:
+    return UsersReader(database.engine)
 
 
 UsersReaderDep = Annotated[UsersReader, Depends(get_users_reader)]

@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from app.core.db import DBConnection, DBSession
 from app.core.errors import NotFound
 from app.modules.users.config import UsersSettings, UsersSettingsDep, load_users_settings
+from app.modules.users.repositories import UserRepository
 from app.modules.users.schemas import UserCreate, UserDTO
-from app.modules.users.services import UsersReader, UsersService
+from app.modules.users.services import UsersService
 
 
 class UsersGateway:
@@ -67,12 +68,16 @@ class UsersGateway:
 
 
 class UsersDirectory:
+    """Reads on the caller's connection: several questions, one checkout."""
+
     def __init__(self, connection: AsyncConnection) -> None:
-        self._reader = UsersReader(connection)
+        self._connection = connection
+        self._users = UserRepository()
 
     async def get(self, user_id: uuid.UUID) -> UserDTO | None:
         """A live (not deleted) user, active or not."""
-        return await self._reader.get(user_id=user_id)
+        row = await self._users.read_live(self._connection, id=user_id)
+        return None if row is None else UserDTO.model_validate(row)
 
 
 async def get_users_gateway(session: DBSession, settings: UsersSettingsDep) -> UsersGateway:

@@ -1,5 +1,5 @@
 """Use cases of the users module: `UsersService` owns the unit of work (commit) and publishes
-events after it; `UsersReader` answers read-only questions on an autocommit connection."""
+events after it; `UsersReader` answers read-only questions on autocommit connections."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core.db import ListParams, release_connection
 from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -228,16 +228,17 @@ class UsersService:
 
 
 class UsersReader:
-    """Reads that need no unit of work, on an autocommit connection: no BEGIN, no ROLLBACK,
-    no identity map. Requests ask them on every call (authentication, profile lookups)."""
+    """Reads that need no unit of work: each holds an autocommit connection for its statement
+    only (no BEGIN, no ROLLBACK, no identity map), so a hot lookup keeps the pool free."""
 
-    def __init__(self, connection: AsyncConnection) -> None:
-        self.connection = connection
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
         self.users = UserRepository()
 
     async def get(self, *, user_id: uuid.UUID) -> UserDTO | None:
         """A live (not deleted) user, active or not."""
-        row = await self.users.read_live(self.connection, id=user_id)
+        async with self.engine.connect() as connection:
+            row = await self.users.read_live(connection, id=user_id)
         return None if row is None else UserDTO.model_validate(row)
 
     async def view(self, *, actor: Actor, user_id: uuid.UUID) -> UserDTO:
