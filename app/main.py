@@ -131,7 +131,8 @@ def create_app(
         title=settings.app_name,
         version="0.1.0",
         lifespan=_lifespan(settings, modules, module_packages),  # type: ignore[arg-type]
-        docs_url=None if settings.is_production else "/docs",
+        openapi_url="/openapi.json" if settings.serves_openapi else None,
+        docs_url="/docs" if settings.serves_openapi else None,
         redoc_url=None,
         telemetry=None if settings.telemetry_enabled else _TELEMETRY_OFF,
     )
@@ -147,7 +148,7 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_credentials=True,
+            allow_credentials=settings.cors_allow_credentials,
             allow_methods=["*"],
             allow_headers=["*"],
             expose_headers=["X-Request-ID", "Retry-After"],

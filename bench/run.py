@@ -92,6 +92,7 @@ def _server_env(services: dict[str, str], pool_size: int) -> dict[str, str]:
         "SECRET_KEY": secrets.token_hex(32),
         "LOG_LEVEL": "INFO",
         "RATE_LIMIT_ENABLED": "false",
+        "RATE_LIMIT_DISABLED_IN_PRODUCTION": "true",
         "DB_POOL_SIZE": str(pool_size),
         "DB_MAX_OVERFLOW": "0",
         "SMTP_HOST": "127.0.0.1",

@@ -77,8 +77,12 @@ class Settings(AppSettings):
     auth_unverified_access_allowed: bool = False
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_allow_credentials: bool = True
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    # /openapi.json and /docs: served in development; in production only when set.
+    openapi_in_production: bool = False
 
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.AUTO
@@ -115,6 +119,11 @@ class Settings(AppSettings):
     rate_limit_enabled: bool = True
     rate_limit_default: str = "120/minute"
     rate_limit_fail_open: bool = True
+    # Sign-in and password checks when Redis is down: refused (503) unless set.
+    rate_limit_credentials_fail_open: bool = False
+    rate_limit_ipv6_prefix: int = Field(default=64, ge=32, le=128)
+    # RATE_LIMIT_ENABLED=false in production only with this acknowledgement.
+    rate_limit_disabled_in_production: bool = False
 
     @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
@@ -159,11 +168,29 @@ class Settings(AppSettings):
                 raise ValueError("DATABASE_URL must be set in production")
             if self.redis_url is None:
                 raise ValueError("REDIS_URL must be set in production")
+            if self.db_echo:
+                raise ValueError("DB_ECHO logs query values (hashes included): not in production")
+            if "*" in self.cors_origins:
+                raise ValueError("CORS_ORIGINS=* is refused in production: list the origins")
+            if not self.rate_limit_enabled and not self.rate_limit_disabled_in_production:
+                raise ValueError(
+                    "RATE_LIMIT_ENABLED=false leaves sign-in open to guessing; in production "
+                    "set RATE_LIMIT_DISABLED_IN_PRODUCTION=true as well to mean it"
+                )
+        if "*" in self.cors_origins and self.cors_allow_credentials:
+            raise ValueError(
+                "CORS_ORIGINS=* with CORS_ALLOW_CREDENTIALS=true would let any site send "
+                "credentialed requests: list the origins, or turn credentials off"
+            )
         return self
 
     @property
     def is_production(self) -> bool:
         return self.app_env is Environment.PRODUCTION
+
+    @property
+    def serves_openapi(self) -> bool:
+        return not self.is_production or self.openapi_in_production
 
     @property
     def json_logs(self) -> bool:

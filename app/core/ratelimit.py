@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.core.config import Settings
-from app.core.errors import RateLimited
+from app.core.errors import RateLimited, ServiceUnavailable
 
 log = structlog.get_logger("app.ratelimit")
 
@@ -87,8 +87,10 @@ class RateLimiter:
         self.prefix = f"{settings.app_name}:ratelimit"
         self.enabled = settings.rate_limit_enabled
         self.fail_open = settings.rate_limit_fail_open
+        self.credentials_fail_open = settings.rate_limit_credentials_fail_open
         self.default = Limit.parse(settings.rate_limit_default)
         self.trusted = _networks(settings.trusted_proxies)
+        self.ipv6_prefix = settings.rate_limit_ipv6_prefix
 
     def _window(self, key: str, limit: Limit, scope: str) -> tuple[str, int]:
         """The counter's key for the current window, and the seconds left in the window."""
@@ -98,9 +100,16 @@ class RateLimiter:
         return f"{self.prefix}:{scope}:{key}:{limit.seconds}s:{number}", reset
 
     async def peek_hit(
-        self, *, key: str, limit: str | Limit, cost: int = 1, scope: str = "custom"
+        self,
+        *,
+        key: str,
+        limit: str | Limit,
+        cost: int = 1,
+        scope: str = "custom",
+        fail_open: bool | None = None,
     ) -> RateLimitState:
-        """Count `cost` against `key`'s `limit` and say whether it fitted (not raising)."""
+        """Count `cost` against `key`'s `limit` and say whether it fitted (not raising). With
+        Redis down the answer is RATE_LIMIT_FAIL_OPEN's, or `fail_open`'s when given."""
         parsed = Limit.parse(limit)
         if not self.enabled:
             return RateLimitState(True, parsed.count, parsed.count, parsed.seconds)
@@ -111,51 +120,72 @@ class RateLimiter:
                 pipe.expire(counter, reset + _EXPIRY_SLACK_S)
                 count, _ = await pipe.execute()
         except (RedisError, OSError) as error:
-            self._log_unavailable(scope, error)
-            return RateLimitState(self.fail_open, parsed.count, 0, 1)
+            opens = self.fail_open if fail_open is None else fail_open
+            self._log_unavailable(scope, error, opens)
+            if not opens:
+                raise ServiceUnavailable(
+                    "Rate limits cannot be checked right now. Retry shortly.",
+                    headers={"Retry-After": "5"},
+                ) from None
+            return RateLimitState(True, parsed.count, 0, 1)
         allowed = int(count) <= parsed.count
         return RateLimitState(allowed, parsed.count, max(parsed.count - int(count), 0), reset)
 
     async def hit(
-        self, *, key: str, limit: str | Limit, cost: int = 1, scope: str = "custom"
+        self,
+        *,
+        key: str,
+        limit: str | Limit,
+        cost: int = 1,
+        scope: str = "custom",
+        fail_open: bool | None = None,
     ) -> RateLimitState:
         """Count `cost` against `key`'s `limit`; raise `RateLimited` (429) when over it."""
-        state = await self.peek_hit(key=key, limit=limit, cost=cost, scope=scope)
+        state = await self.peek_hit(
+            key=key, limit=limit, cost=cost, scope=scope, fail_open=fail_open
+        )
         if not state.allowed:
             raise RateLimited("Rate limit exceeded. Retry later.", headers=state.headers)
         return state
 
-    async def ensure_room(self, *, key: str, limit: str | Limit, scope: str = "custom") -> None:
-        """Raise `RateLimited` (429) when `key` has no room left under `limit`, without
-        counting a hit: for limits that count only some outcomes (e.g. failed sign-ins)."""
+    async def refund(
+        self, *, key: str, limit: str | Limit, cost: int = 1, scope: str = "custom"
+    ) -> None:
+        """Give back what a `hit` in the current window counted (an attempt that succeeded)."""
         parsed = Limit.parse(limit)
         if not self.enabled:
             return
-        counter, reset = self._window(key, parsed, scope)
+        counter, _ = self._window(key, parsed, scope)
         try:
-            count = int(await self.redis.get(counter) or 0)
+            await self.redis.decrby(counter, cost)
         except (RedisError, OSError) as error:
-            self._log_unavailable(scope, error)
-            if self.fail_open:
-                return
-            count, reset = parsed.count, 1
-        if count >= parsed.count:
-            state = RateLimitState(False, parsed.count, 0, reset)
-            raise RateLimited("Rate limit exceeded. Retry later.", headers=state.headers)
+            self._log_unavailable(scope, error, self.fail_open)
 
-    def _log_unavailable(self, scope: str, error: Exception) -> None:
+    def _log_unavailable(self, scope: str, error: Exception, fail_open: bool) -> None:
         log.warning(
-            "ratelimit_unavailable",
-            fail_open=self.fail_open,
-            scope=scope,
-            error=type(error).__name__,
+            "ratelimit_unavailable", fail_open=fail_open, scope=scope, error=type(error).__name__
         )
 
     def client_key(self, request: Request) -> str:
+        """Who a request counts against: the signed-in account, else its network address."""
         principal = getattr(request.state, "principal", None)
         if principal is not None:
             return f"user:{principal.id}"
-        return f"ip:{client_ip(request, self.trusted)}"
+        return self.address_key(request)
+
+    def address_key(self, request: Request) -> str:
+        """The client's network address; an IPv6 client by its /64 (RATE_LIMIT_IPV6_PREFIX),
+        as one subscriber usually holds a whole /64 and could otherwise rotate through it."""
+        address = client_ip(request, self.trusted)
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return f"ip:{address}"
+        if isinstance(ip, ipaddress.IPv6Address):
+            if ip.ipv4_mapped is not None:
+                return f"ip:{ip.ipv4_mapped}"
+            return f"ip:{ipaddress.ip_network(f'{ip}/{self.ipv6_prefix}', strict=False)}"
+        return f"ip:{ip}"
 
 
 def _networks(values: list[str]) -> tuple[Network, ...]:

@@ -9,14 +9,25 @@ from factory.base import Factory
 from factory.declarations import LazyFunction
 
 from app.core.db import utcnow
+from app.core.sessions import SignInSession
 from app.modules.auth.models import ActionToken, RefreshToken, TokenPurpose
 
 
+class SignInSessionFactory(Factory[SignInSession]):
+    class Meta:
+        model = SignInSession
+
+    id = LazyFunction(uuid.uuid4)  # type: ignore[no-untyped-call]
+    expires_at = LazyFunction(lambda: utcnow() + timedelta(days=30))  # type: ignore[no-untyped-call]
+    idle_expires_at = LazyFunction(lambda: utcnow() + timedelta(days=7))  # type: ignore[no-untyped-call]
+
+
 class RefreshTokenFactory(Factory[RefreshToken]):
+    """Give it the `session_id` of a stored `SignInSessionFactory` session."""
+
     class Meta:
         model = RefreshToken
 
-    family_id = LazyFunction(uuid.uuid4)  # type: ignore[no-untyped-call]
     token_hash = LazyFunction(lambda: uuid.uuid4().hex)  # type: ignore[no-untyped-call]
     expires_at = LazyFunction(lambda: utcnow() + timedelta(days=1))  # type: ignore[no-untyped-call]
 

@@ -35,7 +35,8 @@ def bearer(token: str) -> Headers:
 
 
 def token_from_link(link: str) -> str:
-    return parse_qs(urlparse(link).query)["token"][0]
+    """The token of a mailed link: in its fragment, which browsers send to no server."""
+    return parse_qs(urlparse(link).fragment)["token"][0]
 
 
 async def login(

@@ -10,7 +10,7 @@ import shutil
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -20,12 +20,18 @@ from httpx import AsyncClient
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.queue import broker
+from app.core.sessions import SignInSession
+from app.modules.auth.config import AuthSettings
 from app.modules.auth.models import RefreshToken
 from app.modules.users.models import User
 from bench.loadgen import keep_alive_load
-from tests.conftest import TEST_SECRET, Services
+from tests.conftest import TEST_SECRET, MailOutbox, Services
+from tests.modules.conftest import auth_settings
 from tests.reliability.conftest import Headers, Uvicorn, bearer, login, server_env
 from tests.reliability.figures import record
+
+__all__ = ["auth_settings"]
 
 # The issue asks for 10 s; `make test` runs 3 s to stay in its time budget. RELIABILITY_LOAD_S=10
 # runs the full length.
@@ -169,8 +175,13 @@ async def test_256_connections_on_a_user_lookup_no_error_no_timeout(
 # Not measured by coverage: it repeats paths the functional tests cover, many times over.
 @pytest.mark.no_cover
 async def test_200_concurrent_registrations_of_one_email_make_one_user(
-    client: AsyncClient, session: AsyncSession
+    client: AsyncClient,
+    session: AsyncSession,
+    auth_settings: Callable[..., AuthSettings],
+    mail_outbox: MailOutbox,
 ) -> None:
+    auth_settings(register_rate_limit_ip="1000/hour")
+
     async def register(n: int) -> int:
         body = {"email": "Race@Example.com", "username": f"racer{n}", "password": "long-password-1"}
         response = await client.post("/api/v1/auth/register", json=body)
@@ -180,11 +191,16 @@ async def test_200_concurrent_registrations_of_one_email_make_one_user(
     statuses = Counter(await asyncio.gather(*(register(n) for n in range(200))))
     elapsed = time.perf_counter() - started
     record("registration_race", requests=200, seconds=round(elapsed, 2), statuses=dict(statuses))
-    assert statuses == {201: 1, 409: 199}, statuses
+    # One account; every answer the same, so the race tells nobody the address is taken.
+    assert statuses == {202: 200}, statuses
     users = await session.scalar(
         select(func.count()).select_from(User).where(func.lower(User.email) == "race@example.com")
     )
     assert users == 1
+    # The address gets the verification link and at most its mail budget of notices.
+    await broker.wait_all()
+    await mail_outbox.wait(1)
+    assert len(mail_outbox) <= 3
 
 
 # Not measured by coverage: it repeats paths the functional tests cover, many times over.
@@ -204,12 +220,13 @@ async def test_one_refresh_token_presented_concurrently_rotates_once(
     statuses = Counter(await asyncio.gather(*(refresh() for _ in range(20))))
     record("refresh_race", requests=20, statuses=dict(statuses))
     assert statuses == {200: 1, 401: 19}, statuses
-    # One rotation: the original token and exactly one successor in the family; and since the
-    # same token was presented again after rotating, the family is revoked (reuse detection).
+    # One rotation: the original token and exactly one successor in the session; and since
+    # the same token was presented again after rotating, the session ended (reuse detection).
     rows = (await session.scalars(select(RefreshToken))).all()
     assert len(rows) == 2
     assert sum(row.rotated_at is not None for row in rows) == 1
-    assert all(row.revoked_at is not None for row in rows)
+    signed_in = (await session.scalars(select(SignInSession))).one()
+    assert signed_in.ended_at is not None
 
 
 # Not measured by coverage: it repeats paths the functional tests cover, many times over.

@@ -180,7 +180,7 @@ async def test_postgres_down_is_503_then_recovers_alone_without_partial_writes(
     assert await _users(faulty_app) == before
     me = (await http.get("/api/v1/users/me", headers=headers)).json()
     assert me["username"] == "pgfault"
-    assert (await http.post("/api/v1/auth/register", json=registration)).status_code == 201
+    assert (await http.post("/api/v1/auth/register", json=registration)).status_code == 202
     assert await _users(faulty_app) == before + 1
 
 
@@ -225,8 +225,15 @@ async def test_redis_down_degrades_and_recovers_alone(
             http_client(closed) as strict,
         ):
             refused = await strict.get(url, headers=headers)
-        assert refused.status_code == 429
+        assert refused.status_code == 503
         assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.headers["retry-after"] == "5"
+        # Sign-in is refused too, whatever RATE_LIMIT_FAIL_OPEN says: its budgets cannot be
+        # counted, and unlimited guessing is not an outage mode.
+        sign_in = await http.post(
+            "/api/v1/auth/login", data={"username": "redisfault", "password": "whatever-it-is"}
+        )
+        assert sign_in.status_code == 503
     finally:
         private_redis.start()
 

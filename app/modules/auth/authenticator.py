@@ -8,10 +8,9 @@ from dataclasses import dataclass
 
 from app.core.auth import Principal
 from app.core.config import Settings
-from app.core.db import Database, utcnow
+from app.core.db import Database
 from app.core.security import InvalidToken, decode_jwt
 from app.modules.auth.config import AuthSettings, load_auth_settings
-from app.modules.auth.repositories import RefreshTokenRepository
 from app.modules.users import UsersDirectory
 
 ACCESS_TOKEN_TYPE = "access"  # noqa: S105
@@ -43,26 +42,22 @@ def read_access_token(token: str, *, key: str, settings: AuthSettings) -> Access
 
 
 class TokenAuthenticator:
-    """Who an access token stands for, now: its session must still be live (not logged out,
-    not revoked by logout-all, a password reset or refresh-token reuse) and its account live
-    and active. Read outside any transaction, so a revocation committed before the request
-    started is always seen."""
+    """Who an access token stands for, now: its sign-in session must still be live (not
+    ended by a logout, a logout-all, a password change or reset or a reused refresh token; not
+    past its absolute or idle end) and its account live and active. One read outside any
+    transaction, so an end committed before the request started is always seen."""
 
     def __init__(self, settings: Settings, database: Database) -> None:
         self.key = settings.secret_key
         self.database = database
         self.settings = load_auth_settings()
-        self.refresh_tokens = RefreshTokenRepository()
 
     async def authenticate(self, token: str) -> Principal | None:
         claims = read_access_token(token, key=self.key, settings=self.settings)
         if claims is None:
             return None
         async with self.database.engine.connect() as connection:
-            live = await self.refresh_tokens.session_is_live(
-                connection, family_id=claims.session_id, user_id=claims.user_id, now=utcnow()
-            )
-            user = await UsersDirectory(connection).get(claims.user_id) if live else None
+            user = await UsersDirectory(connection).get_signed_in(claims.user_id, claims.session_id)
         if user is None or not user.is_active:
             return None
         return Principal(

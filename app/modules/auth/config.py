@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from typing import Annotated
 
@@ -18,6 +19,10 @@ class AuthSettings(AppSettings):
 
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
     refresh_token_ttl_days: int = Field(default=30, ge=1, le=365)
+    # A sign-in session ends this long after sign-in, however often it is refreshed...
+    session_lifetime_days: int = Field(default=30, ge=1, le=365)
+    # ... and this long after its last refresh.
+    session_idle_timeout_hours: int = Field(default=168, ge=1, le=8760)
     jwt_issuer: str = "app"
     jwt_audience: str = "app-api"
     verify_email_ttl_hours: int = Field(default=48, ge=1, le=720)
@@ -25,15 +30,23 @@ class AuthSettings(AppSettings):
     unverified_login_allowed: bool = True
     frontend_url: str = "http://localhost:3000"
     login_rate_limit_ip: str = "20/minute"
-    login_rate_limit_account: str = "5/minute"
+    register_rate_limit_ip: str = "10/hour"
     email_rate_limit: str = "3/hour"
     token_retention_days: int = Field(default=7, ge=0, le=365)
 
-    @field_validator("login_rate_limit_ip", "login_rate_limit_account", "email_rate_limit")
+    @field_validator("login_rate_limit_ip", "register_rate_limit_ip", "email_rate_limit")
     @classmethod
     def _valid_limit(cls, value: str) -> str:
         Limit.parse(value)
         return value
+
+    @property
+    def session_lifetime(self) -> timedelta:
+        return timedelta(days=self.session_lifetime_days)
+
+    @property
+    def session_idle_timeout(self) -> timedelta:
+        return timedelta(hours=self.session_idle_timeout_hours)
 
     @field_validator("frontend_url")
     @classmethod

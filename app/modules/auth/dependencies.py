@@ -8,7 +8,6 @@ from fastapi import Depends, Request
 
 from app.core.config import SettingsDep
 from app.core.db import DBSession
-from app.core.mail import Mailer
 from app.core.ratelimit import RateLimits
 from app.modules.auth.config import AuthSettingsDep
 from app.modules.auth.services import AuthService
@@ -20,7 +19,6 @@ async def get_auth_service(
     settings: AuthSettingsDep,
     app_settings: SettingsDep,
     users: UsersGatewayDep,
-    mailer: Mailer,
     limiter: RateLimits,
 ) -> AuthService:
     return AuthService(
@@ -28,7 +26,6 @@ async def get_auth_service(
         settings=settings,
         secret_key=app_settings.secret_key,
         users=users,
-        mailer=mailer,
         limiter=limiter,
     )
 
@@ -36,9 +33,9 @@ async def get_auth_service(
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 
 
-async def get_client_key(request: Request, limiter: RateLimits) -> str:
-    """Who rate limits count a request against: the account, else the client address."""
-    return limiter.client_key(request)
+async def get_client_address(request: Request, limiter: RateLimits) -> str:
+    """The caller's network address, as rate limits key it (IPv6 by its /64)."""
+    return limiter.address_key(request)
 
 
-ClientKey = Annotated[str, Depends(get_client_key)]
+ClientAddress = Annotated[str, Depends(get_client_address)]

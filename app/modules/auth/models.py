@@ -1,4 +1,4 @@
-"""Refresh tokens (rotated, grouped in families) and single-use action tokens."""
+"""Refresh tokens (rotated, one chain per sign-in session) and single-use action tokens."""
 
 from __future__ import annotations
 
@@ -6,38 +6,31 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, String, Uuid, func, text
+from sqlalchemy import DateTime, ForeignKey, String, Uuid, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, UUIDPrimaryKeyMixin, utcnow
 
 
 class RefreshToken(UUIDPrimaryKeyMixin, Base):
-    """One issued refresh token, stored as its SHA-256. A family is one sign-in's chain of
-    rotations; presenting a rotated token revokes the whole family."""
+    """One issued refresh token, stored as its SHA-256. The tokens of one sign-in session form
+    a chain of rotations; presenting a rotated token again ends the session. Whether the
+    session is live is core's `SignInSession`."""
 
     __tablename__ = "auth_refresh_tokens"
-    __table_args__ = (
-        # The head of each live family (never rotated, never revoked): at most one row per
-        # family, so the per-request "is this session still live?" check is one index probe.
-        Index(
-            "ix_auth_refresh_tokens_live_family",
-            "family_id",
-            postgresql_where=text("revoked_at IS NULL AND rotated_at IS NULL"),
-        ),
-    )
 
     user_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
-    family_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("sign_in_sessions.id", ondelete="CASCADE"), index=True
+    )
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, server_default=func.now()
     )
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class TokenPurpose(enum.StrEnum):

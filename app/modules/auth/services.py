@@ -1,28 +1,32 @@
-"""Use cases of the auth module: registration, sign-in, token rotation, email verification,
-password reset. Services own the unit of work; the users module is reached only through its
-gateway."""
+"""Use cases of the auth module: registration, sign-in, sign-in sessions and their refresh
+tokens, email verification, password reset. Services own the unit of work; the users module
+is reached only through its gateway, and sessions are core's (`app.core.sessions`).
+
+Mail that carries a link is sent by a task that looks the account up and makes the link's
+token itself (`mail.send_account_mail`): a request answers alike for any address, and no raw
+token travels through the queue.
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
-from urllib.parse import urlencode
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import utcnow
 from app.core.errors import AppError, Forbidden, Unauthorized
-from app.core.mail import MailService
 from app.core.ratelimit import RateLimiter
 from app.core.security import encode_jwt, hash_token, new_opaque_token
+from app.core.sessions import SignInSession, SignInSessions
 from app.modules.auth.authenticator import ACCESS_TOKEN_TYPE
 from app.modules.auth.config import AuthSettings
+from app.modules.auth.mail import AccountMail, send_account_mail
 from app.modules.auth.models import ActionToken, RefreshToken, TokenPurpose
 from app.modules.auth.repositories import ActionTokenRepository, RefreshTokenRepository
 from app.modules.auth.schemas import RegisterIn, TokenPair
-from app.modules.users import UserCreate, UserDTO, UsersGateway
+from app.modules.users import EmailTaken, UserCreate, UserDTO, UsersGateway
 
 log = structlog.get_logger("app.auth")
 security_log = structlog.get_logger("app.security")
@@ -34,35 +38,32 @@ class InvalidActionToken(AppError):
 
 
 INVALID_CREDENTIALS = "Incorrect username/email or password"
+INVALID_LINK = "This link is invalid, expired or already used"
 MAX_LOGIN_LENGTH = 320
 MAX_PASSWORD_LENGTH = 128  # as at registration: no longer password can be right
 
 
 class TokenMaintenance:
-    """Session revocation and clean-up, usable outside a request (listeners, tasks)."""
+    """Clean-up, usable outside a request (the scheduled purge)."""
 
     def __init__(self, session: AsyncSession, settings: AuthSettings) -> None:
         self.session = session
         self.settings = settings
         self.refresh_tokens = RefreshTokenRepository()
         self.action_tokens = ActionTokenRepository()
-
-    async def revoke_user_sessions(
-        self, *, user_id: uuid.UUID, keep_session_id: uuid.UUID | None = None
-    ) -> int:
-        count = await self.refresh_tokens.revoke_user(
-            self.session, user_id=user_id, now=utcnow(), keep_family_id=keep_session_id
-        )
-        await self.session.commit()
-        log.info("sessions_revoked", user_id=str(user_id), count=count)
-        return count
+        self.sessions = SignInSessions()
 
     async def purge_expired(self) -> tuple[int, int]:
+        """Sessions (their refresh tokens with them), tokens and links that ended more than
+        AUTH_TOKEN_RETENTION_DAYS ago."""
         before = utcnow() - timedelta(days=self.settings.token_retention_days)
+        sessions = await self.sessions.purge(self.session, before=before)
         refresh = await self.refresh_tokens.purge(self.session, before=before)
         action = await self.action_tokens.purge(self.session, before=before)
         await self.session.commit()
-        log.info("auth_tokens_purged", refresh_tokens=refresh, action_tokens=action)
+        log.info(
+            "auth_tokens_purged", sessions=sessions, refresh_tokens=refresh, action_tokens=action
+        )
         return refresh, action
 
 
@@ -74,83 +75,55 @@ class AuthService:
         settings: AuthSettings,
         secret_key: str,
         users: UsersGateway,
-        mailer: MailService,
         limiter: RateLimiter,
     ) -> None:
         self.session = session
         self.settings = settings
         self.secret_key = secret_key
         self.users = users
-        self.mailer = mailer
         self.limiter = limiter
         self.refresh_tokens = RefreshTokenRepository()
         self.action_tokens = ActionTokenRepository()
+        self.sessions = SignInSessions()
 
     # --- registration and verification -----------------------------------------------------
 
-    async def register(self, data: RegisterIn) -> UserDTO:
-        user = await self.users.create(
-            UserCreate(email=data.email, username=data.username, password=data.password)
+    async def register(self, data: RegisterIn, *, client: str) -> None:
+        """The same answer whether the address is new or taken: a new one gets an account and
+        a verification link, a taken one a note to its owner. A taken username is a 409."""
+        await self.limiter.hit(
+            key=client, limit=self.settings.register_rate_limit_ip, scope="auth.register.ip"
         )
-        await self._send_verification(user)
-        return user
+        create = UserCreate(email=data.email, username=data.username, password=data.password)
+        try:
+            await self.users.create(create)
+        except EmailTaken:
+            # The account creation hashed the password before it found the address taken, so
+            # both answers take the same time.
+            security_log.info("registration_with_taken_email", security_event=True)
+            await self._queue_mail(AccountMail.REGISTRATION_ATTEMPT, data.email)
+            return
+        await self._queue_mail(AccountMail.VERIFY_EMAIL, data.email)
 
-    async def _new_action_token(
-        self, *, user: UserDTO, purpose: TokenPurpose, ttl: timedelta
-    ) -> str:
-        """A token for `user` at their current address: it stops working if the address
-        changes (see `_consume_for`)."""
-        now = utcnow()
-        await self.action_tokens.use_all(self.session, user_id=user.id, purpose=purpose, now=now)
-        raw = new_opaque_token()
-        await self.action_tokens.add(
-            self.session,
-            ActionToken(
-                user_id=user.id,
-                purpose=purpose.value,
-                email=user.email,
-                token_hash=hash_token(raw),
-                expires_at=now + ttl,
-            ),
+    async def _queue_mail(self, kind: AccountMail, email: str) -> None:
+        """At most AUTH_EMAIL_RATE_LIMIT mails per address; beyond it the request is answered
+        alike and nothing is sent (links mailed earlier keep working)."""
+        address = await self.limiter.peek_hit(
+            key=hash_token(email.lower()), limit=self.settings.email_rate_limit, scope="auth.mail"
         )
-        await self.session.commit()
-        return raw
+        if address.allowed:
+            await send_account_mail.kiq(kind.value, email)
+        else:
+            log.info("account_mail_skipped", kind=kind.value, reason="address budget spent")
 
-    def _link(self, path: str, token: str) -> str:
-        return f"{self.settings.frontend_url}{path}?{urlencode({'token': token})}"
-
-    async def _mail_action_link(
-        self,
-        user: UserDTO,
-        *,
-        purpose: TokenPurpose,
-        ttl: timedelta,
-        template: str,
-        path: str,
-        **context: Any,
-    ) -> None:
-        """A new single-use token for `purpose`, mailed as a link to the frontend's `path`."""
-        token = await self._new_action_token(user=user, purpose=purpose, ttl=ttl)
-        await self.mailer.queue_template(
-            to=user.email,
-            template=template,
-            context={
-                "username": user.username,
-                "link": self._link(path, token),
-                "token": token,
-                **context,
-            },
+    async def request_mail(self, kind: AccountMail, *, email: str, client: str) -> None:
+        """Resend a verification link or send a reset link: budgeted per client first (one
+        client cannot spend an address's budget), the same answer and the same work for any
+        address (the task decides whether there is an account to mail)."""
+        await self.limiter.hit(
+            key=client, limit=self.settings.email_rate_limit, scope=f"auth.mail.{kind.value}"
         )
-
-    async def _send_verification(self, user: UserDTO) -> None:
-        await self._mail_action_link(
-            user,
-            purpose=TokenPurpose.VERIFY_EMAIL,
-            ttl=timedelta(hours=self.settings.verify_email_ttl_hours),
-            template="auth/verify_email",
-            path="/verify-email",
-            ttl_hours=self.settings.verify_email_ttl_hours,
-        )
+        await self._queue_mail(kind, email)
 
     async def _usable(self, *, token: str, purpose: TokenPurpose) -> tuple[ActionToken, UserDTO]:
         """The token, unused and unexpired, with its live user, who must still have the address
@@ -159,19 +132,22 @@ class AuthService:
             self.session, purpose=purpose, token_hash=hash_token(token)
         )
         if row is None or row.used_at is not None or row.expires_at <= utcnow():
-            raise InvalidActionToken("This link is invalid, expired or already used")
+            raise InvalidActionToken(INVALID_LINK)
         user = await self.users.get_by_id(row.user_id)
         if user is None or user.email.lower() != row.email.lower():
-            raise InvalidActionToken("This link is invalid, expired or already used")
+            raise InvalidActionToken(INVALID_LINK)
         return row, user
 
     async def _spend(self, row: ActionToken) -> None:
-        """Mark the token used, locked first: a concurrent request that spent it wins."""
+        """Mark the token used, locked first: a concurrent request that spent it wins. The
+        other outstanding tokens of the purpose are spent with it."""
         locked = await self.action_tokens.lock(self.session, token_id=row.id)
         now = utcnow()
         if locked is None or locked.used_at is not None or locked.expires_at <= now:
-            raise InvalidActionToken("This link is invalid, expired or already used")
-        locked.used_at = now
+            raise InvalidActionToken(INVALID_LINK)
+        await self.action_tokens.use_all(
+            self.session, user_id=locked.user_id, purpose=TokenPurpose(locked.purpose), now=now
+        )
 
     async def verify_email(self, *, token: str) -> None:
         row, _ = await self._usable(token=token, purpose=TokenPurpose.VERIFY_EMAIL)
@@ -180,60 +156,52 @@ class AuthService:
         await self.users.mark_verified(row.user_id)
         log.info("email_verified", user_id=str(row.user_id))
 
-    async def _limit_email(self, request_key: str, email: str, scope: str) -> None:
-        await self.limiter.hit(key=request_key, limit=self.settings.email_rate_limit, scope=scope)
-        await self.limiter.hit(
-            key=hash_token(email.lower()), limit=self.settings.email_rate_limit, scope=scope
-        )
-
-    async def resend_verification(self, *, email: str, client_key: str) -> None:
-        await self._limit_email(client_key, email, "auth.verify_resend")
-        user = await self.users.get_by_email(email)
-        if user is not None and user.is_active and not user.is_verified:
-            await self._send_verification(user)
-
     # --- sign-in and sessions --------------------------------------------------------------
 
-    async def login(self, *, login: str, password: str, client_key: str) -> TokenPair:
+    async def login(self, *, login: str, password: str, client: str) -> TokenPair:
         await self.limiter.hit(
-            key=client_key, limit=self.settings.login_rate_limit_ip, scope="auth.login.ip"
+            key=client, limit=self.settings.login_rate_limit_ip, scope="auth.login.ip"
         )
         if len(login) > MAX_LOGIN_LENGTH or len(password) > MAX_PASSWORD_LENGTH:
             raise Unauthorized(INVALID_CREDENTIALS)
-        # The account limit counts failed attempts only, per account whichever login names it
-        # (username or email); an unknown login gets a budget of its own.
-        account = await self.users.get_by_login(login)
-        account_key = (
-            f"user:{account.id}"
-            if account is not None
-            else f"login:{hash_token(login.strip().lower())}"
-        )
-        account_limit = self.settings.login_rate_limit_account
-        await self.limiter.ensure_room(
-            key=account_key, limit=account_limit, scope="auth.login.account"
-        )
-        user = await self.users.authenticate(login, password)
+        user = await self.users.sign_in(login, password, client=client)
         if user is None or not user.is_active:
-            log.info("login_failed", client=client_key)
-            await self.limiter.hit(key=account_key, limit=account_limit, scope="auth.login.account")
+            security_log.warning(
+                "sign_in_failed",
+                security_event=True,
+                user_id=str(user.id) if user is not None else None,
+                client=client,
+            )
             raise Unauthorized(INVALID_CREDENTIALS)
         if not user.is_verified and not self.settings.unverified_login_allowed:
             raise Forbidden("Verify your email address before signing in")
-        pair = await self._issue(user, family_id=uuid.uuid4())
+        now = utcnow()
+        signed_in = await self.sessions.start(
+            self.session,
+            user_id=user.id,
+            lifetime=self.settings.session_lifetime,
+            idle=self.settings.session_idle_timeout,
+            now=now,
+        )
+        pair = await self._issue(user, signed_in, now=now)
         log.info("login", user_id=str(user.id))
         return pair
 
-    async def _issue(self, user: UserDTO, *, family_id: uuid.UUID) -> TokenPair:
-        now = utcnow()
-        refresh_ttl = timedelta(days=self.settings.refresh_token_ttl_days)
+    async def _issue(self, user: UserDTO, signed_in: SignInSession, *, now: datetime) -> TokenPair:
+        """A refresh token of the session, good until the session's next deadline at most, and
+        an access token for it; committed with whatever the caller changed."""
+        refresh_expires = min(
+            now + timedelta(days=self.settings.refresh_token_ttl_days),
+            signed_in.idle_expires_at,
+        )
         raw = new_opaque_token()
         await self.refresh_tokens.add(
             self.session,
             RefreshToken(
                 user_id=user.id,
-                family_id=family_id,
+                session_id=signed_in.id,
                 token_hash=hash_token(raw),
-                expires_at=now + refresh_ttl,
+                expires_at=refresh_expires,
             ),
         )
         await self.session.commit()
@@ -241,7 +209,7 @@ class AuthService:
             {
                 "sub": str(user.id),
                 "role": str(user.role),
-                "sid": str(family_id),
+                "sid": str(signed_in.id),
                 "typ": ACCESS_TOKEN_TYPE,
             },
             key=self.secret_key,
@@ -254,90 +222,74 @@ class AuthService:
             access_token=access,
             expires_in=self.settings.access_token_ttl_seconds,
             refresh_token=raw,
-            refresh_expires_in=int(refresh_ttl.total_seconds()),
+            refresh_expires_in=max(0, int((refresh_expires - now).total_seconds())),
         )
 
     async def refresh(self, *, refresh_token: str) -> TokenPair:
-        """Rotate: the presented token is spent and a new one of the same family issued.
-        A token that was already rotated means it leaked: the whole family is revoked."""
+        """Rotate: the presented token is spent, a new one of the same session issued and the
+        session's idle deadline pushed forward (never past its absolute end). A token that
+        was already rotated means it leaked: the whole session ends."""
         invalid = Unauthorized("Invalid or expired refresh token")
         found = await self.refresh_tokens.get_by_hash(
             self.session, token_hash=hash_token(refresh_token)
         )
         if found is None:
             raise invalid
-        # Serialise with every revocation of this user's sessions (they take the same lock),
-        # then read the row again: a revocation that committed meanwhile is seen, and one that
-        # comes later sees the token this rotation inserts.
-        await self.refresh_tokens.lock_user(self.session, user_id=found.user_id)
-        row = await self.refresh_tokens.get_for_rotation(self.session, token_id=found.id)
         now = utcnow()
-        if row is None:
+        # The session first, locked: every end of it (logout, reuse, a password change)
+        # either committed before and is seen here, or waits for this rotation and ends the
+        # session with the new token in it.
+        signed_in = await self.sessions.lock_live(
+            self.session, id=found.session_id, user_id=found.user_id, now=now
+        )
+        row = await self.refresh_tokens.get_for_rotation(self.session, token_id=found.id)
+        if signed_in is None or row is None:
             raise invalid
         if row.rotated_at is not None:
-            await self._revoke_family(row, now=now)
+            await self._end_session(signed_in.id, row.user_id, now=now)
             security_log.warning(
                 "refresh_token_reuse",
                 security_event=True,
                 user_id=str(row.user_id),
-                family_id=str(row.family_id),
+                session_id=str(row.session_id),
             )
             raise invalid
-        if row.revoked_at is not None or row.expires_at <= now:
+        if row.expires_at <= now:
             raise invalid
         user = await self.users.get_by_id(row.user_id)
         if user is None or not user.is_active:
-            await self._revoke_family(row, now=now)
+            await self._end_session(signed_in.id, row.user_id, now=now)
             raise invalid
         row.rotated_at = now
-        return await self._issue(user, family_id=row.family_id)
+        self.sessions.renew(signed_in, idle=self.settings.session_idle_timeout, now=now)
+        return await self._issue(user, signed_in, now=now)
 
-    async def _revoke_family(self, row: RefreshToken, *, now: datetime) -> None:
-        await self.refresh_tokens.revoke_family(
-            self.session, family_id=row.family_id, user_id=row.user_id, now=now
-        )
+    async def _end_session(
+        self, session_id: uuid.UUID, user_id: uuid.UUID, *, now: datetime
+    ) -> None:
+        await self.sessions.end(self.session, id=session_id, user_id=user_id, now=now)
         await self.session.commit()
 
     async def logout(self, *, user_id: uuid.UUID, session_id: uuid.UUID | None) -> None:
         if session_id is None:
             return
-        await self.refresh_tokens.revoke_family(
-            self.session, family_id=session_id, user_id=user_id, now=utcnow()
-        )
-        await self.session.commit()
+        await self._end_session(session_id, user_id, now=utcnow())
         log.info("logout", user_id=str(user_id))
 
     async def logout_all(self, *, user_id: uuid.UUID) -> None:
-        await TokenMaintenance(self.session, self.settings).revoke_user_sessions(user_id=user_id)
+        count = await self.sessions.end_all(self.session, user_id=user_id, now=utcnow())
+        await self.session.commit()
+        log.info("sessions_ended", user_id=str(user_id), count=count)
 
     # --- password reset --------------------------------------------------------------------
-
-    async def forgot_password(self, *, email: str, client_key: str) -> None:
-        """Same answer, in similar time, whether or not the account exists."""
-        await self._limit_email(client_key, email, "auth.password_forgot")
-        user = await self.users.get_by_email(email)
-        # One argon2id verification's time for every address, known or not: it dwarfs the
-        # token and mail work below, so the timing does not tell which addresses exist.
-        await self.users.burn_password_time(new_opaque_token())
-        if user is None or not user.is_active:
-            return
-        await self._mail_action_link(
-            user,
-            purpose=TokenPurpose.RESET_PASSWORD,
-            ttl=timedelta(minutes=self.settings.password_reset_ttl_minutes),
-            template="auth/reset_password",
-            path="/reset-password",
-            ttl_minutes=self.settings.password_reset_ttl_minutes,
-        )
 
     async def reset_password(self, *, token: str, new_password: str) -> None:
         row, user = await self._usable(token=token, purpose=TokenPurpose.RESET_PASSWORD)
         if not user.is_active:
-            raise InvalidActionToken("This link is invalid, expired or already used")
+            raise InvalidActionToken(INVALID_LINK)
         # Hashed before anything is locked or written; then, in one transaction, the new hash,
         # the spent token and the end of every session.
         await self.users.set_password(user.id, new_password)
         await self._spend(row)
-        await self.refresh_tokens.revoke_user(self.session, user_id=user.id, now=utcnow())
         await self.session.commit()
         security_log.info("password_reset", security_event=True, user_id=str(user.id))

@@ -1,4 +1,5 @@
-"""Periodic clean-up of expired, used and revoked tokens (sent by `app scheduler`)."""
+"""Periodic clean-up of ended sessions and spent tokens (sent by `app scheduler`). Account mail
+is sent by `mail.send_account_mail`."""
 
 from __future__ import annotations
 

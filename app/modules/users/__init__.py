@@ -19,11 +19,13 @@ from app.modules.users.gateway import (
 from app.modules.users.models import Role
 from app.modules.users.routes.v1 import router as _router
 from app.modules.users.schemas import Email, Password, UserCreate, UserDTO, Username
+from app.modules.users.services import EmailTaken, UsernameTaken
 
 module = ModuleSpec(name="users", router=_router, tags=("users",), cli=_cli)
 
 __all__ = [
     "Email",
+    "EmailTaken",
     "Password",
     "Role",
     "UserCreate",
@@ -32,6 +34,7 @@ __all__ = [
     "UserPasswordChanged",
     "UserRegistered",
     "Username",
+    "UsernameTaken",
     "UsersDirectory",
     "UsersDirectoryDep",
     "UsersGateway",

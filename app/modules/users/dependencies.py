@@ -5,17 +5,21 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, Path
+from fastapi import Depends, Path, Request
 
 from app.core.auth import ActivePrincipal, CurrentPrincipal
 from app.core.db import DatabaseDep, DBSession
+from app.core.mail import Mailer
+from app.core.ratelimit import RateLimits
 from app.modules.users.config import UsersSettingsDep
 from app.modules.users.models import User
 from app.modules.users.services import UsersReader, UsersService
 
 
-async def get_users_service(session: DBSession, settings: UsersSettingsDep) -> UsersService:
-    return UsersService(session, settings)
+async def get_users_service(
+    session: DBSession, settings: UsersSettingsDep, limiter: RateLimits, mailer: Mailer
+) -> UsersService:
+    return UsersService(session, settings, limiter=limiter, mailer=mailer)
 
 
 UsersServiceDep = Annotated[UsersService, Depends(get_users_service)]
@@ -47,3 +51,11 @@ async def get_me(principal: CurrentPrincipal, service: UsersServiceDep) -> User:
 
 
 Me = Annotated[User, Depends(get_me)]
+
+
+async def get_client_address(request: Request, limiter: RateLimits) -> str:
+    """The caller's network address, as rate limits key it (IPv6 by its /64)."""
+    return limiter.address_key(request)
+
+
+ClientAddress = Annotated[str, Depends(get_client_address)]

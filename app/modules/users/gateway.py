@@ -14,8 +14,10 @@ from typing import Annotated
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from app.core.db import DBConnection, DBSession
+from app.core.db import DBConnection, DBSession, utcnow
 from app.core.errors import NotFound
+from app.core.mail import Mailer, MailService
+from app.core.ratelimit import RateLimiter, RateLimits
 from app.modules.users.config import UsersSettings, UsersSettingsDep, load_users_settings
 from app.modules.users.repositories import UserRepository
 from app.modules.users.schemas import UserCreate, UserDTO
@@ -23,8 +25,17 @@ from app.modules.users.services import UsersService
 
 
 class UsersGateway:
-    def __init__(self, session: AsyncSession, settings: UsersSettings | None = None) -> None:
-        self._service = UsersService(session, settings or load_users_settings())
+    def __init__(
+        self,
+        session: AsyncSession,
+        settings: UsersSettings | None = None,
+        *,
+        limiter: RateLimiter | None = None,
+        mailer: MailService | None = None,
+    ) -> None:
+        self._service = UsersService(
+            session, settings or load_users_settings(), limiter=limiter, mailer=mailer
+        )
 
     async def get_by_id(self, user_id: uuid.UUID) -> UserDTO | None:
         """A live (not deleted) user, active or not."""
@@ -35,22 +46,19 @@ class UsersGateway:
         user = await self._service.find_by_email(email=email)
         return None if user is None else UserDTO.model_validate(user)
 
-    async def get_by_login(self, login: str) -> UserDTO | None:
-        """The live user with this email or username (as `authenticate` resolves it)."""
-        user = await self._service.find_by_login(login=login)
-        return None if user is None else UserDTO.model_validate(user)
-
     async def create(self, data: UserCreate) -> UserDTO:
-        """Raises Conflict for a taken email or username, ValidationFailed for a weak password."""
+        """Raises EmailTaken or UsernameTaken (409), ValidationFailed for a weak password."""
         return UserDTO.model_validate(await self._service.create(data))
 
-    async def authenticate(self, login: str, password: str) -> UserDTO | None:
-        """The live user with this email or username and password, else None (similar timing)."""
-        user = await self._service.authenticate(login=login, password=password)
+    async def sign_in(self, login: str, password: str, *, client: str) -> UserDTO | None:
+        """The live user with this email or username and password, else None (similar
+        timing). Every attempt spends the account's password budget (429 when spent); a
+        right one gives it back."""
+        user = await self._service.sign_in(login=login, password=password, client=client)
         return None if user is None else UserDTO.model_validate(user)
 
     async def burn_password_time(self, password: str) -> None:
-        """Spend as long as a password check: equalises timing for unknown accounts."""
+        """Spend as long as hashing a new password: equalises a refused registration."""
         await self._service.burn_password_time(password=password)
 
     async def mark_verified(self, user_id: uuid.UUID) -> UserDTO:
@@ -60,7 +68,8 @@ class UsersGateway:
 
     async def set_password(self, user_id: uuid.UUID, password: str) -> None:
         """Check and hash the password (no connection held while hashing: call it with no
-        unflushed changes) and set it; the caller commits, with its own changes."""
+        unflushed changes), set it and end every sign-in session; the caller commits, with
+        its own changes."""
         user = await self._service.find(user_id=user_id)
         if user is None:
             raise NotFound("User not found")
@@ -79,9 +88,19 @@ class UsersDirectory:
         row = await self._users.read_live(self._connection, id=user_id)
         return None if row is None else UserDTO.model_validate(row)
 
+    async def get_signed_in(self, user_id: uuid.UUID, session_id: uuid.UUID) -> UserDTO | None:
+        """The live user, active or not, while their sign-in session `session_id` is live
+        (core's `live_session`): who a session's access token stands for, in one read."""
+        row = await self._users.read_signed_in(
+            self._connection, id=user_id, session_id=session_id, now=utcnow()
+        )
+        return None if row is None else UserDTO.model_validate(row)
 
-async def get_users_gateway(session: DBSession, settings: UsersSettingsDep) -> UsersGateway:
-    return UsersGateway(session, settings)
+
+async def get_users_gateway(
+    session: DBSession, settings: UsersSettingsDep, limiter: RateLimits, mailer: Mailer
+) -> UsersGateway:
+    return UsersGateway(session, settings, limiter=limiter, mailer=mailer)
 
 
 UsersGatewayDep = Annotated[UsersGateway, Depends(get_users_gateway)]

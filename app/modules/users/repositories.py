@@ -4,11 +4,13 @@ Never commits."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from sqlalchemy import RowMapping, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.core.db import BaseRepository
+from app.core.sessions import live_session
 from app.modules.users.models import Role, User
 from app.modules.users.schemas import UserDTO
 
@@ -16,6 +18,11 @@ from app.modules.users.schemas import UserDTO
 # statement, so SQLAlchemy compiles it once and psycopg prepares it on the server.
 _LIVE_USER_BY_ID = select(*(User.__table__.c[name] for name in UserDTO.model_fields)).where(
     User.id == bindparam("id"), User.deleted_at.is_(None)
+)
+# The same, only while the given sign-in session of the user is live: authentication's one
+# read per request.
+_SIGNED_IN_USER = _LIVE_USER_BY_ID.where(
+    live_session(bindparam("session_id"), User.id, bindparam("now"))
 )
 
 
@@ -26,6 +33,20 @@ class UserRepository(BaseRepository[User]):
     async def read_live(self, connection: AsyncConnection, *, id: uuid.UUID) -> RowMapping | None:
         """The UserDTO fields of a live user, outside any unit of work."""
         result = await connection.execute(_LIVE_USER_BY_ID, {"id": id})
+        return result.mappings().first()
+
+    async def read_signed_in(
+        self,
+        connection: AsyncConnection,
+        *,
+        id: uuid.UUID,
+        session_id: uuid.UUID,
+        now: datetime,
+    ) -> RowMapping | None:
+        """The UserDTO fields of a live user whose sign-in session `session_id` is live."""
+        result = await connection.execute(
+            _SIGNED_IN_USER, {"id": id, "session_id": session_id, "now": now}
+        )
         return result.mappings().first()
 
     async def get_by_email(self, session: AsyncSession, *, email: str) -> User | None:

@@ -72,6 +72,12 @@ class PasswordChange(_Input):
     new_password: Password
 
 
+class AccountDeletion(_Input):
+    """Deleting your own account needs your password."""
+
+    current_password: Password
+
+
 def changes(model: BaseModel) -> dict[str, Any]:
     """The fields the client actually sent, without explicit nulls."""
     return {

@@ -9,11 +9,15 @@ from typing import Any
 import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from zxcvbn import zxcvbn
 
-from app.core.db import ListParams, release_connection
+from app.core.db import ListParams, release_connection, utcnow
 from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.core.events import publish
-from app.core.security import PasswordHasher, password_hasher
+from app.core.mail import MailService
+from app.core.ratelimit import RateLimiter
+from app.core.security import PasswordHasher, hash_token, password_hasher
+from app.core.sessions import SignInSessions
 from app.modules.users import policies
 from app.modules.users.config import UsersSettings
 from app.modules.users.events import UserDeleted, UserPasswordChanged, UserRegistered
@@ -23,13 +27,39 @@ from app.modules.users.repositories import UserRepository
 from app.modules.users.schemas import UserCreate, UserDTO
 
 log = structlog.get_logger("app.users")
+security_log = structlog.get_logger("app.security")
+
+# Names of the unique constraints a registration can run into (the models' naming convention).
+_EMAIL_CONSTRAINT = "uq_users_lower_email_live"
+_USERNAME_CONSTRAINT = "uq_users_username"
+
+
+class EmailTaken(Conflict):
+    """An account with this email address exists (callers may choose not to say so)."""
+
+
+class UsernameTaken(Conflict):
+    pass
 
 
 class UsersService:
-    def __init__(self, session: AsyncSession, settings: UsersSettings) -> None:
+    """`limiter` counts password attempts; `mailer` tells an account's address about changes
+    to it. Use cases that need neither (the `create-superuser` command) may go without."""
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        settings: UsersSettings,
+        *,
+        limiter: RateLimiter | None = None,
+        mailer: MailService | None = None,
+    ) -> None:
         self.session = session
         self.settings = settings
+        self.limiter = limiter
+        self.mailer = mailer
         self.users = UserRepository()
+        self.sessions = SignInSessions()
 
     @property
     def hasher(self) -> PasswordHasher:
@@ -53,42 +83,107 @@ class UsersService:
     async def find_by_email(self, *, email: str) -> User | None:
         return await self.users.get_by_email(self.session, email=email)
 
-    async def find_by_login(self, *, login: str) -> User | None:
-        return await self.users.get_by_login(self.session, login=login.strip())
-
     async def list(self, *, actor: Actor, params: ListParams) -> tuple[list[User], int]:
         if not policies.can_list(actor):
             raise Forbidden("Only administrators may list users")
         return await self.users.list(self.session, params)
 
-    async def authenticate(self, *, login: str, password: str) -> User | None:
-        """The live user whose login and password match, else None, in similar time."""
-        user = await self.users.get_by_login(self.session, login=login.strip())
+    # --- passwords -------------------------------------------------------------------------
+
+    def _password_budgets(self, account: str, client: str) -> tuple[tuple[str, str, str], ...]:
+        """(key, scope, limit) of every budget a password attempt spends: per account and
+        client (a guesser from elsewhere cannot lock the owner out of their own device), and
+        per account from anywhere, over a longer window (the ceiling a botnet gets)."""
+        return (
+            (f"{account}|{client}", "password.client", self.settings.password_attempts_per_client),
+            (account, "password.account", self.settings.password_attempts_per_account),
+        )
+
+    async def _spend_password_attempt(self, account: str, client: str) -> None:
+        """Count the attempt before verifying it, atomically: parallel guesses cannot all pass
+        a check made before any of them is counted. 429 when a budget is spent."""
+        if self.limiter is None:
+            raise RuntimeError("password checks need the rate limiter")
+        for key, scope, limit in self._password_budgets(account, client):
+            await self.limiter.hit(
+                key=key,
+                limit=limit,
+                scope=scope,
+                fail_open=self.limiter.credentials_fail_open,
+            )
+
+    async def _refund_password_attempt(self, account: str, client: str) -> None:
+        assert self.limiter is not None  # spent first
+        for key, scope, limit in self._password_budgets(account, client):
+            await self.limiter.refund(key=key, limit=limit, scope=scope)
+
+    async def _password_matches(self, user: User, password: str, *, client: str) -> bool:
+        """The password check every flow shares (sign-in, changing the password or the email,
+        deleting the account): budgeted, run with no connection held, refunded when right."""
+        account = f"user:{user.id}"
+        await self._spend_password_attempt(account, client)
         await release_connection(self.session)  # argon2 runs with no connection held
-        if user is None:
-            await self.hasher.burn(password)
-            return None
         ok, new_hash = await self.hasher.verify(password, user.password_hash)
         if not ok:
-            return None
+            security_log.warning(
+                "password_check_failed", security_event=True, user_id=str(user.id), client=client
+            )
+            return False
+        await self._refund_password_attempt(account, client)
         if new_hash is not None:  # parameters changed since the hash was made: upgrade it
             user.password_hash = new_hash
             await self.session.commit()
-        return user
+        return True
+
+    async def sign_in(self, *, login: str, password: str, client: str) -> User | None:
+        """The live user whose login and password match, else None, in similar time; an
+        unknown login spends a budget of its own, so it is refused alike."""
+        user = await self.users.get_by_login(self.session, login=login.strip())
+        if user is not None:
+            return user if await self._password_matches(user, password, client=client) else None
+        unknown = f"login:{hash_token(login.strip().lower())}"
+        await self._spend_password_attempt(unknown, client)
+        await release_connection(self.session)
+        await self.hasher.burn(password)
+        security_log.warning("sign_in_unknown_account", security_event=True, client=client)
+        return None
 
     async def burn_password_time(self, *, password: str) -> None:
+        """Spend a hash's time: a refused registration answers as slowly as a new one."""
         await release_connection(self.session)  # argon2 runs with no connection held
-        await self.hasher.burn(password)
+        await self.hasher.hash(password)
 
-    # --- commands --------------------------------------------------------------------------
-
-    def _check_password_policy(self, password: str, *, field: str = "password") -> None:
+    def _check_password_policy(
+        self, password: str, *, field: str, username: str, email: str
+    ) -> None:
+        """Long enough, not a common password, not built from the account's own names."""
+        message = None
+        own = [name.lower() for name in (username, email.partition("@")[0]) if len(name) >= 3]
         if len(password) < self.settings.password_min_length:
             message = f"must be at least {self.settings.password_min_length} characters long"
+        elif any(name in password.lower() for name in own):
+            message = "must not contain your username or the name of your email address"
+        else:
+            verdict = zxcvbn(password, user_inputs=[*own, email])
+            if verdict["score"] < self.settings.password_min_strength:
+                warning = verdict["feedback"]["warning"] or "it is too easy to guess"
+                message = f"is too weak: {warning.rstrip('.')}"
+        if message is not None:
             raise ValidationFailed(
                 f"{field} {message}",
                 errors=[{"loc": ["body", field], "msg": message, "type": "value_error"}],
             )
+
+    async def _hash_new_password(
+        self, password: str, *, field: str, username: str, email: str
+    ) -> str:
+        """The policy-checked password's hash, computed with no connection held: argon2 is slow
+        by design, and a burst of sign-ups would otherwise drain the pool."""
+        self._check_password_policy(password, field=field, username=username, email=email)
+        await release_connection(self.session)
+        return await self.hasher.hash(password)
+
+    # --- commands --------------------------------------------------------------------------
 
     async def _check_unique(
         self, *, email: str | None, username: str | None, exclude: uuid.UUID | None = None
@@ -96,34 +191,30 @@ class UsersService:
         if email is not None:
             found = await self.users.get_by_email(self.session, email=email)
             if found is not None and found.id != exclude:
-                raise Conflict("A user with this email already exists")
+                raise EmailTaken("A user with this email already exists")
         if username is not None:
             taken = await self.users.get_by_username(self.session, username=username)
             if taken is not None and taken.id != exclude:
-                raise Conflict("This username is taken")
+                raise UsernameTaken("This username is taken")
 
     async def _commit_unique(self) -> None:
-        """Commit; a unique violation from a concurrent request becomes a 409."""
+        """Commit; a unique violation from a concurrent request becomes the same 409 the
+        check before it gives."""
         try:
             await self.session.commit()
-        except IntegrityError:
+        except IntegrityError as error:
             await self.session.rollback()
+            constraint = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
+            if constraint == _EMAIL_CONSTRAINT:
+                raise EmailTaken("A user with this email already exists") from None
+            if constraint == _USERNAME_CONSTRAINT:
+                raise UsernameTaken("This username is taken") from None
             raise Conflict("A user with this email or username already exists") from None
 
-    async def _hash_new_password(self, password: str, *, field: str = "password") -> str:
-        """The policy-checked password's hash, computed with no connection held: argon2 is slow
-        by design, and a burst of sign-ups would otherwise drain the pool."""
-        self._check_password_policy(password, field=field)
-        await release_connection(self.session)
-        return await self.hasher.hash(password)
-
-    async def _verify_password(self, user: User, password: str) -> bool:
-        await release_connection(self.session)  # argon2 runs with no connection held
-        ok, _ = await self.hasher.verify(password, user.password_hash)
-        return ok
-
     async def create(self, data: UserCreate) -> User:
-        password_hash = await self._hash_new_password(data.password)
+        password_hash = await self._hash_new_password(
+            data.password, field="password", username=data.username, email=data.email
+        )
         await self._check_unique(email=data.email, username=data.username)
         user = User(
             id=uuid.uuid4(),
@@ -143,15 +234,17 @@ class UsersService:
         log.info("user_registered", user_id=str(user.id))
         return user
 
-    async def _check_current_password(self, user: User, current_password: str | None) -> None:
-        """422 when the password is missing, 403 when it is wrong (as for a password change)."""
+    async def _check_current_password(
+        self, user: User, current_password: str | None, *, client: str, purpose: str
+    ) -> None:
+        """422 when the password is missing, 403 when it is wrong (budgeted as a sign-in)."""
         if current_password is None:
-            message = "is required to change your email"
+            message = f"is required to {purpose}"
             raise ValidationFailed(
                 f"current_password {message}",
                 errors=[{"loc": ["body", "current_password"], "msg": message, "type": "missing"}],
             )
-        if not await self._verify_password(user, current_password):
+        if not await self._password_matches(user, current_password, client=client):
             raise Forbidden("The current password is wrong")
 
     async def _check_admin_remains(self, user: User, changes: dict[str, Any] | None) -> None:
@@ -169,6 +262,7 @@ class UsersService:
         user: User,
         changes: dict[str, Any],
         current_password: str | None = None,
+        client: str = "",
     ) -> User:
         if not policies.can_update(actor, user):
             raise Forbidden("You may not change this user")
@@ -176,26 +270,49 @@ class UsersService:
         if managed and not policies.can_manage(actor):
             raise Forbidden("Only administrators may change role, activation or verification")
         if policies.needs_password(actor, user, changes):
-            await self._check_current_password(user, current_password)
+            await self._check_current_password(
+                user, current_password, client=client, purpose="change your email"
+            )
         await self._check_admin_remains(user, changes)
         await self._check_unique(
             email=changes.get("email"), username=changes.get("username"), exclude=user.id
         )
-        if "email" in changes and changes["email"].lower() != user.email.lower():
+        old_email = user.email
+        moved = "email" in changes and changes["email"].lower() != old_email.lower()
+        if moved:
             changes.setdefault("is_verified", False)
         if "role" in changes:
             changes["role"] = str(changes["role"])
         for name, value in changes.items():
             setattr(user, name, value)
+        if changes.get("is_active") is False:  # a deactivated account is signed out everywhere
+            await self.sessions.end_all(self.session, user_id=user.id, now=utcnow())
         await self._commit_unique()
         await self.session.refresh(user)
+        if moved:
+            security_log.info("email_changed", security_event=True, user_id=str(user.id))
+            await self._tell(old_email, "users/email_changed", user, new_email=user.email)
         return user
 
-    async def delete(self, *, actor: Actor, user: User) -> None:
+    async def delete(
+        self,
+        *,
+        actor: Actor,
+        user: User,
+        current_password: str | None = None,
+        client: str = "",
+    ) -> None:
+        """Soft delete and end every session, in one transaction. Deleting your own account
+        needs your password (a stolen access token must not be enough)."""
         if not policies.can_delete(actor, user, self.settings):
             raise Forbidden("You may not delete this user")
         await self._check_admin_remains(user, None)
+        if actor.id == user.id:
+            await self._check_current_password(
+                user, current_password, client=client, purpose="delete your account"
+            )
         await self.users.delete(self.session, user)
+        await self.sessions.end_all(self.session, user_id=user.id, now=utcnow())
         publish(self.session, UserDeleted(user_id=user.id))
         await self.session.commit()
         log.info("user_deleted", user_id=str(user.id), by=str(actor.id))
@@ -207,24 +324,43 @@ class UsersService:
         current_password: str,
         new_password: str,
         keep_session_id: uuid.UUID | None = None,
+        client: str = "",
     ) -> None:
-        if not await self._verify_password(user, current_password):
-            raise Forbidden("The current password is wrong")
+        """Every other session ends in the same transaction: a thief signed in elsewhere is
+        out the moment the change commits, whatever the queue is doing."""
+        await self._check_current_password(
+            user, current_password, client=client, purpose="change your password"
+        )
         await self.set_password(user=user, password=new_password, keep_session_id=keep_session_id)
         await self.session.commit()
+        await self._tell(user.email, "users/password_changed", user)
 
     async def set_password(
         self, *, user: User, password: str, keep_session_id: uuid.UUID | None = None
     ) -> None:
-        """Check, hash and set a new password; the caller commits, with its own changes."""
-        user.password_hash = await self._hash_new_password(password, field="new_password")
+        """Check, hash and set a new password, ending every session but `keep_session_id`;
+        the caller commits, with its own changes."""
+        user.password_hash = await self._hash_new_password(
+            password, field="new_password", username=user.username, email=user.email
+        )
+        await self.sessions.end_all(
+            self.session, user_id=user.id, now=utcnow(), keep=keep_session_id
+        )
         publish(self.session, UserPasswordChanged(user_id=user.id, keep_session_id=keep_session_id))
-        log.info("user_password_changed", user_id=str(user.id))
+        security_log.info("password_changed", security_event=True, user_id=str(user.id))
 
     async def mark_verified(self, *, user: User) -> None:
         if not user.is_verified:
             user.is_verified = True
             await self.session.commit()
+
+    async def _tell(self, address: str, template: str, user: User, **context: Any) -> None:
+        """Mail an address about a change to its account (queued, after the commit)."""
+        if self.mailer is None:
+            raise RuntimeError("telling an account about a change needs the mailer")
+        await self.mailer.queue_template(
+            to=address, template=template, context={"username": user.username, **context}
+        )
 
 
 class UsersReader:

@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.queue import broker
+from app.core.sessions import SignInSession
 from app.modules.auth.config import AuthSettings
 from app.modules.auth.models import RefreshToken
-from app.modules.auth.repositories import user_lock_key
 from app.modules.users.models import User
 from tests.conftest import MailOutbox
 from tests.factories.users import DEFAULT_PASSWORD
@@ -28,10 +28,16 @@ ROUNDS = 12
 
 
 async def _live_tokens(session: AsyncSession, user_id: uuid.UUID) -> int:
+    """Refresh tokens that could still be traded: unrotated, in a session that has not ended."""
     count = await session.scalar(
         select(func.count())
         .select_from(RefreshToken)
-        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .join(SignInSession, SignInSession.id == RefreshToken.session_id)
+        .where(
+            RefreshToken.user_id == user_id,
+            RefreshToken.rotated_at.is_(None),
+            SignInSession.ended_at.is_(None),
+        )
     )
     return int(count or 0)
 
@@ -101,13 +107,6 @@ async def test_password_reset_racing_refreshes_leaves_no_live_token(
         assert await _live_tokens(session, user.id) == 0
 
 
-def test_the_user_lock_key_is_a_stable_signed_64_bit_number() -> None:
-    user_id = uuid.UUID("12345678-1234-5678-1234-567812345678")
-    assert user_lock_key(user_id) == user_lock_key(uuid.UUID(str(user_id)))
-    assert -(2**63) <= user_lock_key(user_id) < 2**63
-    assert user_lock_key(user_id) != user_lock_key(uuid.uuid4())
-
-
 # --- access tokens of ended sessions ---------------------------------------------------------
 
 
@@ -169,7 +168,7 @@ async def test_verification_link_is_void_after_an_email_change(
         "/api/v1/auth/register",
         json={"email": "bob@example.com", "username": "bob", "password": DEFAULT_PASSWORD},
     )
-    assert registered.status_code == 201
+    assert registered.status_code == 202
     message = await mail_outbox.wait()
     token = token_from_link(mail_outbox.links(message)[0])
     headers = bearer((await login(client, "bob"))["access_token"])

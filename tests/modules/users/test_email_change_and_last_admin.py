@@ -72,7 +72,9 @@ async def test_the_last_active_admin_cannot_remove_themselves(
         assert refused.headers["content-type"] == "application/problem+json"
         assert "last active administrator" in refused.json()["detail"]
     assert (await client.delete(url, headers=admin_headers)).status_code == 409
-    assert (await client.delete(ME, headers=admin_headers)).status_code == 409
+    with_password = {"current_password": DEFAULT_PASSWORD}
+    refused = await client.request("DELETE", ME, json=with_password, headers=admin_headers)
+    assert refused.status_code == 409
     me = (await client.get(ME, headers=admin_headers)).json()
     assert me["role"] == "admin"
     assert me["is_active"] is True
@@ -93,4 +95,7 @@ async def test_an_admin_may_step_down_when_another_remains(
     assert demoted.status_code == 200
     assert demoted.json()["role"] == "user"
     # Now "second" is the last one.
-    assert (await client.delete(ME, headers=second_headers)).status_code == 409
+    last = await client.request(
+        "DELETE", ME, json={"current_password": DEFAULT_PASSWORD}, headers=second_headers
+    )
+    assert last.status_code == 409

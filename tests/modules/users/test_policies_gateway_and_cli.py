@@ -13,8 +13,15 @@ from typer.testing import CliRunner
 import app.modules.users.policies as policies
 from app.core.config import get_settings
 from app.core.db import utcnow
-from app.core.errors import Conflict, NotFound
-from app.modules.users import UserCreate, UserDTO, UsersDirectory, UsersGateway
+from app.core.errors import NotFound
+from app.modules.users import (
+    EmailTaken,
+    UserCreate,
+    UserDTO,
+    UsernameTaken,
+    UsersDirectory,
+    UsersGateway,
+)
 from app.modules.users.config import UsersSettings, load_users_settings
 from app.modules.users.models import User
 from tests.conftest import Services
@@ -47,30 +54,34 @@ def test_policies() -> None:
     assert not policies.can_delete(me, me, strict)
 
 
-async def test_gateway_speaks_in_dtos(session: AsyncSession, user: User) -> None:
-    gateway = UsersGateway(session)
+async def test_gateway_speaks_in_dtos(app: FastAPI, session: AsyncSession, user: User) -> None:
+    gateway = UsersGateway(session, limiter=app.state.rate_limiter)
     found = await gateway.get_by_email("ALICE@example.com")
     assert isinstance(found, UserDTO)
     assert found.id == user.id
     assert not hasattr(found, "password_hash")
     assert await gateway.get_by_id(uuid.uuid4()) is None
-    assert await gateway.authenticate("alice", DEFAULT_PASSWORD) == found
-    assert await gateway.authenticate("alice", "wrong") is None
-    assert await gateway.authenticate("ghost", "wrong") is None
+    assert await gateway.sign_in("alice", DEFAULT_PASSWORD, client="ip:1") == found
+    assert await gateway.sign_in("alice", "wrong", client="ip:1") is None
+    assert await gateway.sign_in("ghost", "wrong", client="ip:1") is None
 
     created = await gateway.create(
         UserCreate(email="new@example.com", username="newbie", password=DEFAULT_PASSWORD)
     )
     assert created.is_verified is False
     assert (await gateway.mark_verified(created.id)).is_verified is True
-    await gateway.set_password(created.id, "the-new-password")
+    await gateway.set_password(created.id, "orbit-lantern-quietly")
     await session.commit()  # the caller commits
-    assert await gateway.authenticate("new@example.com", "the-new-password") is not None
+    assert await gateway.sign_in("new@example.com", "orbit-lantern-quietly", client="ip:1")
     with pytest.raises(NotFound):
-        await gateway.set_password(uuid.uuid4(), "the-new-password")
-    with pytest.raises(Conflict):
+        await gateway.set_password(uuid.uuid4(), "orbit-lantern-quietly")
+    with pytest.raises(EmailTaken):
         await gateway.create(
             UserCreate(email="NEW@example.com", username="other", password=DEFAULT_PASSWORD)
+        )
+    with pytest.raises(UsernameTaken):
+        await gateway.create(
+            UserCreate(email="other@example.com", username="NEWBIE", password=DEFAULT_PASSWORD)
         )
 
 
@@ -90,7 +101,7 @@ async def test_the_directory_reads_committed_live_users_outside_a_transaction(
 
 
 async def test_a_weaker_stored_hash_is_upgraded_on_sign_in(
-    session: AsyncSession, user: User
+    app: FastAPI, session: AsyncSession, user: User
 ) -> None:
     stronger = UsersSettings(
         _env_file=None,
@@ -99,7 +110,8 @@ async def test_a_weaker_stored_hash_is_upgraded_on_sign_in(
         password_hash_parallelism=1,
     )
     old_hash = user.password_hash
-    assert await UsersGateway(session, stronger).authenticate("alice", DEFAULT_PASSWORD)
+    gateway = UsersGateway(session, stronger, limiter=app.state.rate_limiter)
+    assert await gateway.sign_in("alice", DEFAULT_PASSWORD, client="ip:1")
     await session.refresh(user)
     assert user.password_hash != old_hash
     assert "t=2" in user.password_hash

@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from httpx import AsyncClient
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.queue import broker
 from app.modules.users.models import User
@@ -99,13 +101,23 @@ async def test_change_password_keeps_this_session_and_ends_the_others(
     await login(client, "alice", "another-long-one")
 
 
-async def test_delete_me_soft_deletes_ends_sessions_and_frees_the_email(
-    client: AsyncClient, user: User
+async def test_delete_me_needs_the_password_soft_deletes_ends_sessions_and_frees_the_email(
+    client: AsyncClient, user: User, session: AsyncSession
 ) -> None:
     tokens = await login(client, "alice")
+    other = await login(client, "alice")
     headers = bearer(tokens["access_token"])
-    assert (await client.delete(ME, headers=headers)).status_code == 204
-    await broker.wait_all()
+    assert (await client.delete(ME, headers=headers)).status_code == 422  # no password
+    wrong = await client.request(
+        "DELETE", ME, json={"current_password": "not-my-password"}, headers=headers
+    )
+    assert wrong.status_code == 403
+    deleted = await client.request(
+        "DELETE", ME, json={"current_password": DEFAULT_PASSWORD}, headers=headers
+    )
+    assert deleted.status_code == 204
+    # Every session ended in the deletion's own transaction: nothing waits on the queue.
+    assert (await client.get(ME, headers=bearer(other["access_token"]))).status_code == 401
     assert (await client.get(ME, headers=headers)).status_code == 401
     assert (
         await client.post(REFRESH, json={"refresh_token": tokens["refresh_token"]})
@@ -121,7 +133,13 @@ async def test_delete_me_soft_deletes_ends_sessions_and_frees_the_email(
             "password": DEFAULT_PASSWORD,
         },
     )
-    assert again.status_code == 201
+    assert again.status_code == 202
+    assert (
+        await session.scalar(
+            select(func.count()).select_from(User).where(User.username == "alice-again")
+        )
+        == 1
+    )
 
 
 async def test_admin_only_endpoints_are_403_and_other_users_404_for_users(
@@ -223,7 +241,10 @@ async def test_self_delete_can_be_disabled(
         password_hash_parallelism=1,
     )
     try:
-        assert (await client.delete(ME, headers=user_headers)).status_code == 403
+        refused = await client.request(
+            "DELETE", ME, json={"current_password": DEFAULT_PASSWORD}, headers=user_headers
+        )
+        assert refused.status_code == 403
     finally:
         app.dependency_overrides.pop(get_users_settings)
 

@@ -9,7 +9,8 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from app.core.auth import CurrentPrincipal
 from app.core.errors import problems
-from app.modules.auth.dependencies import AuthServiceDep, ClientKey
+from app.modules.auth.dependencies import AuthServiceDep, ClientAddress
+from app.modules.auth.mail import AccountMail
 from app.modules.auth.schemas import (
     Accepted,
     EmailIn,
@@ -19,37 +20,51 @@ from app.modules.auth.schemas import (
     TokenIn,
     TokenPair,
 )
-from app.modules.users import UserDTO
 
 router = APIRouter()
 
 EMAIL_SENT = "If the address belongs to an account, an email is on its way."
+REGISTERED = "Check your inbox: the next step is in an email to that address."
+
+
+def _no_store(response: Response) -> None:
+    """Token responses are never stored by a cache or a browser (RFC 6749, 5.1)."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
 
 
 @router.post(
     "/register",
-    status_code=status.HTTP_201_CREATED,
-    response_model=UserDTO,
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
     responses=problems(409, 422, 429),
 )
-async def register(body: RegisterIn, service: AuthServiceDep) -> UserDTO:
-    """Create an account; a verification link is mailed to the address."""
-    return await service.register(body)
+async def register(body: RegisterIn, service: AuthServiceDep, client: ClientAddress) -> Accepted:
+    """Create an account and mail a verification link. The answer is the same for an address
+    that already has an account (its owner is mailed instead): nobody learns who is
+    registered. A taken username is still a 409."""
+    await service.register(body, client=client)
+    return Accepted(detail=REGISTERED)
 
 
-@router.post("/login", response_model=TokenPair, responses=problems(401, 403, 422, 429))
+@router.post("/login", response_model=TokenPair, responses=problems(401, 403, 422, 429, 503))
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     service: AuthServiceDep,
-    client: ClientKey,
+    client: ClientAddress,
+    response: Response,
 ) -> TokenPair:
-    """OAuth2 password flow: `username` is the username or the email address."""
-    return await service.login(login=form.username, password=form.password, client_key=client)
+    """OAuth2 password flow: `username` is the username or the email address. Attempts are
+    limited per client address, and per account (per account and client, and per account from
+    anywhere over a longer window)."""
+    _no_store(response)
+    return await service.login(login=form.username, password=form.password, client=client)
 
 
 @router.post("/refresh", response_model=TokenPair, responses=problems(401, 422))
-async def refresh(body: RefreshIn, service: AuthServiceDep) -> TokenPair:
+async def refresh(body: RefreshIn, service: AuthServiceDep, response: Response) -> TokenPair:
     """Trade a refresh token for a new pair; the presented one is spent."""
+    _no_store(response)
     return await service.refresh(refresh_token=body.refresh_token)
 
 
@@ -81,10 +96,11 @@ async def verify_email(body: TokenIn, service: AuthServiceDep) -> Response:
     responses=problems(422, 429),
 )
 async def resend_verification(
-    body: EmailIn, service: AuthServiceDep, client: ClientKey
+    body: EmailIn, service: AuthServiceDep, client: ClientAddress
 ) -> Accepted:
-    """Mail a new verification link to an unverified account. Same answer for any address."""
-    await service.resend_verification(email=body.email, client_key=client)
+    """Mail a new verification link to an unverified account. Same answer, and the same work,
+    for any address."""
+    await service.request_mail(AccountMail.VERIFY_EMAIL, email=body.email, client=client)
     return Accepted(detail=EMAIL_SENT)
 
 
@@ -94,9 +110,12 @@ async def resend_verification(
     response_model=Accepted,
     responses=problems(422, 429),
 )
-async def forgot_password(body: EmailIn, service: AuthServiceDep, client: ClientKey) -> Accepted:
-    """Mail a password reset link. Same answer, in similar time, for any address."""
-    await service.forgot_password(email=body.email, client_key=client)
+async def forgot_password(
+    body: EmailIn, service: AuthServiceDep, client: ClientAddress
+) -> Accepted:
+    """Mail a password reset link. Same answer, and the same work, for any address; links
+    mailed earlier stay valid until used or expired."""
+    await service.request_mail(AccountMail.RESET_PASSWORD, email=body.email, client=client)
     return Accepted(detail=EMAIL_SENT)
 
 

@@ -11,6 +11,7 @@ from app.core.auth import ActivePrincipal, CurrentPrincipal, require_role
 from app.core.db import FilterSpec, ListParams, Page, list_params
 from app.core.errors import problems
 from app.modules.users.dependencies import (
+    ClientAddress,
     Me,
     UserById,
     UserIdPath,
@@ -19,6 +20,7 @@ from app.modules.users.dependencies import (
 )
 from app.modules.users.models import Role
 from app.modules.users.schemas import (
+    AccountDeletion,
     PasswordChange,
     UserDTO,
     UserUpdate,
@@ -55,38 +57,61 @@ async def read_me(principal: CurrentPrincipal, reader: UsersReaderDep) -> UserDT
 
 @router.patch("/me", response_model=UserDTO, responses=problems(401, 403, 409, 422))
 async def update_me(
-    body: UserUpdateMe, me: Me, principal: CurrentPrincipal, service: UsersServiceDep
+    body: UserUpdateMe,
+    me: Me,
+    principal: CurrentPrincipal,
+    service: UsersServiceDep,
+    client: ClientAddress,
 ) -> UserDTO:
-    """Change your username or email (a new email must be verified again). Changing the email
-    needs `current_password`: 422 when it is missing, 403 when it is wrong."""
+    """Change your username or email (a new email must be verified again, and the old one is
+    told). Changing the email needs `current_password`: 422 when it is missing, 403 when it is
+    wrong, 429 when the account's password attempts are spent."""
     data = changes(body)
     current_password = data.pop("current_password", None)
     user = await service.update(
-        actor=principal, user=me, changes=data, current_password=current_password
+        actor=principal, user=me, changes=data, current_password=current_password, client=client
     )
     return UserDTO.model_validate(user)
 
 
-@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 403, 409))
-async def delete_me(me: Me, principal: CurrentPrincipal, service: UsersServiceDep) -> Response:
-    """Delete your account (soft delete) and end every session. The last active administrator
-    cannot (409)."""
-    await service.delete(actor=principal, user=me)
+@router.delete(
+    "/me", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 403, 409, 422, 429)
+)
+async def delete_me(
+    body: AccountDeletion,
+    me: Me,
+    principal: CurrentPrincipal,
+    service: UsersServiceDep,
+    client: ClientAddress,
+) -> Response:
+    """Delete your account (soft delete) and end every session; needs `current_password` (403
+    when wrong). The last active administrator cannot (409)."""
+    await service.delete(
+        actor=principal, user=me, current_password=body.current_password, client=client
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.put(
-    "/me/password", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 403, 422)
+    "/me/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems(401, 403, 422, 429),
 )
 async def change_my_password(
-    body: PasswordChange, me: Me, principal: CurrentPrincipal, service: UsersServiceDep
+    body: PasswordChange,
+    me: Me,
+    principal: CurrentPrincipal,
+    service: UsersServiceDep,
+    client: ClientAddress,
 ) -> Response:
-    """Change your password; needs the current one. Every other session is signed out."""
+    """Change your password; needs the current one. Every other session ends in the same
+    transaction, and the account's address is told."""
     await service.change_password(
         user=me,
         current_password=body.current_password,
         new_password=body.new_password,
         keep_session_id=principal.session_id,
+        client=client,
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -136,9 +161,18 @@ async def update_user(
     responses=problems(401, 403, 404, 409, 422),
 )
 async def delete_user(
-    user: UserById, principal: ActivePrincipal, service: UsersServiceDep
+    user: UserById,
+    principal: ActivePrincipal,
+    service: UsersServiceDep,
+    client: ClientAddress,
+    body: AccountDeletion | None = None,
 ) -> Response:
     """Delete a user (soft delete) and end their sessions; not the last active
-    administrator (409)."""
-    await service.delete(actor=principal, user=user)
+    administrator (409). Deleting your own account this way needs `current_password` too."""
+    await service.delete(
+        actor=principal,
+        user=user,
+        current_password=body.current_password if body is not None else None,
+        client=client,
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

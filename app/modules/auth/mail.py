@@ -1,0 +1,101 @@
+"""The mail the auth module sends about an account, prepared where it is sent (a worker).
+
+A request only names the kind and the address (`AccountMail`, an email address): whether an
+account exists, and the single-use token of its link, are decided here. So requests answer
+alike for any address, and no raw token is written to the queue.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.db import Database, get_database, utcnow
+from app.core.mail import MailService, get_mailer
+from app.core.queue import TaskiqDepends, broker
+from app.core.security import hash_token, new_opaque_token
+from app.modules.auth.config import AuthSettings, load_auth_settings
+from app.modules.auth.models import ActionToken, TokenPurpose
+from app.modules.auth.repositories import ActionTokenRepository
+from app.modules.users import UserDTO, UsersGateway
+
+log = structlog.get_logger("app.auth")
+
+
+class AccountMail(enum.StrEnum):
+    VERIFY_EMAIL = "verify_email"  # a link that confirms the address
+    RESET_PASSWORD = "reset_password"  # a link that sets a new password  # noqa: S105
+    REGISTRATION_ATTEMPT = "registration_attempt"  # someone registered with a taken address
+
+
+class AccountMailer:
+    def __init__(
+        self, *, session: AsyncSession, settings: AuthSettings, mailer: MailService
+    ) -> None:
+        self.session = session
+        self.settings = settings
+        self.mailer = mailer
+        self.users = UsersGateway(session)
+        self.action_tokens = ActionTokenRepository()
+
+    async def send(self, kind: AccountMail, email: str) -> None:
+        user = await self.users.get_by_email(email)
+        if user is None or not user.is_active:
+            log.info("account_mail_not_sent", kind=kind.value, reason="no active account")
+            return
+        if kind is AccountMail.VERIFY_EMAIL:
+            if user.is_verified:
+                return
+            hours = self.settings.verify_email_ttl_hours
+            link = await self._link(user, TokenPurpose.VERIFY_EMAIL, timedelta(hours=hours))
+            await self._send(user, "auth/verify_email", link=link, ttl_hours=hours)
+        elif kind is AccountMail.RESET_PASSWORD:
+            minutes = self.settings.password_reset_ttl_minutes
+            link = await self._link(user, TokenPurpose.RESET_PASSWORD, timedelta(minutes=minutes))
+            await self._send(user, "auth/reset_password", link=link, ttl_minutes=minutes)
+        else:
+            await self._send(user, "auth/registration_attempt", link=self._url("/password-reset"))
+
+    async def _link(self, user: UserDTO, purpose: TokenPurpose, ttl: timedelta) -> str:
+        """A new single-use token for the account at its current address, stored as its hash
+        (links mailed earlier stay valid until used or expired), as a link to the frontend."""
+        raw = new_opaque_token()
+        self.session.add(
+            ActionToken(
+                user_id=user.id,
+                purpose=purpose.value,
+                email=user.email,
+                token_hash=hash_token(raw),
+                expires_at=utcnow() + ttl,
+            )
+        )
+        await self.session.commit()
+        page = "/verify-email" if purpose is TokenPurpose.VERIFY_EMAIL else "/reset-password"
+        # In the fragment: a browser sends it to no server, Referer and access logs included.
+        return f"{self._url(page)}#token={raw}"
+
+    def _url(self, page: str) -> str:
+        return f"{self.settings.frontend_url}{page}"
+
+    async def _send(self, user: UserDTO, template: str, **context: object) -> None:
+        await self.mailer.send_template(
+            to=user.email, template=template, context={"username": user.username, **context}
+        )
+
+
+@broker.task(task_name="auth.send_account_mail")
+async def send_account_mail(
+    kind: str,
+    email: str,
+    database: Database = TaskiqDepends(get_database),
+    mailer: MailService = TaskiqDepends(get_mailer),
+) -> None:
+    """Retried on SMTP failure; a retry makes a new link, the first one stays valid."""
+    async with database.sessionmaker() as session:
+        account_mailer = AccountMailer(
+            session=session, settings=load_auth_settings(), mailer=mailer
+        )
+        await account_mailer.send(AccountMail(kind), email)
