@@ -21,7 +21,7 @@ from app.core.events import add_events_middleware
 from app.core.events import drain as drain_events
 from app.core.health import LivenessProbeMiddleware
 from app.core.health import router as health_router
-from app.core.http import BodySizeLimitMiddleware, security_headers
+from app.core.http import DOCS_PATHS, BodySizeLimitMiddleware, security_headers
 from app.core.logging import RequestContextMiddleware, configure_logging
 from app.core.mail import MailService, MailTemplates
 from app.core.modules import DEFAULT_PACKAGES, ModuleSpec, discover_modules
@@ -158,8 +158,11 @@ def create_app(
     add_events_middleware(app)
     # Every response, a 500 included, carries the request id and the security headers, and is
     # logged.
+    hsts = settings.is_production
     app.add_middleware(
-        RequestContextMiddleware, response_headers=security_headers(hsts=settings.is_production)
+        RequestContextMiddleware,
+        response_headers=security_headers(hsts=hsts),
+        page_headers={path: security_headers(hsts=hsts, docs=True) for path in DOCS_PATHS},
     )
     # Outermost: liveness probes are answered before everything else.
     app.add_middleware(

@@ -6,7 +6,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import PayloadTooLarge, problem_response
 
+# An API answer is data: nothing in it may load, run or be framed.
+API_CSP = b"default-src 'none'; frame-ancestors 'none'"
+# The interactive docs (FastAPI's Swagger UI page) load its script and styles from jsDelivr and
+# start it with an inline script; they fetch the schema from this origin.
+DOCS_CSP = (
+    b"default-src 'none'; script-src https://cdn.jsdelivr.net 'unsafe-inline'; "
+    b"style-src https://cdn.jsdelivr.net 'unsafe-inline'; "
+    b"img-src https://fastapi.tiangolo.com https://cdn.jsdelivr.net data:; "
+    b"connect-src 'self'; frame-ancestors 'none'"
+)
+DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect"})
+CSP = b"content-security-policy"
+
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (CSP, API_CSP),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
@@ -16,8 +30,11 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
 
-def security_headers(*, hsts: bool) -> list[tuple[bytes, bytes]]:
-    return [*SECURITY_HEADERS, HSTS] if hsts else list(SECURITY_HEADERS)
+def security_headers(*, hsts: bool, docs: bool = False) -> list[tuple[bytes, bytes]]:
+    """The headers every response carries; `docs`: those of the interactive docs page."""
+    headers = [(CSP, DOCS_CSP) if name == CSP and docs else (name, value)
+               for name, value in SECURITY_HEADERS]  # fmt: skip
+    return [*headers, HSTS] if hsts else headers
 
 
 class BodySizeLimitMiddleware:

@@ -12,7 +12,7 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -120,10 +120,13 @@ class RequestContextMiddleware:
         *,
         access_log_enabled: bool = True,
         response_headers: Sequence[tuple[bytes, bytes]] = (),
+        page_headers: Mapping[str, Sequence[tuple[bytes, bytes]]] | None = None,
     ) -> None:
         self.app = app
         self.access_log_enabled = access_log_enabled
         self.response_headers = tuple(response_headers)
+        # Paths whose responses carry headers of their own instead (the docs page's CSP).
+        self.page_headers = {path: tuple(headers) for path, headers in (page_headers or {}).items()}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -131,6 +134,7 @@ class RequestContextMiddleware:
             return
 
         request_id = _incoming_request_id(scope) or secrets.token_hex(16)
+        response_headers = self.page_headers.get(scope["path"], self.response_headers)
         token = set_request_id(request_id)
         header_value = request_id.encode("latin-1")
         status_code = 500
@@ -144,7 +148,7 @@ class RequestContextMiddleware:
                 response_started = True
                 message["headers"] = [
                     *message.get("headers", ()),
-                    *self.response_headers,
+                    *response_headers,
                     (REQUEST_ID_HEADER, header_value),
                 ]
             await send(message)

@@ -166,12 +166,9 @@ class AuthService:
             raise Unauthorized(INVALID_CREDENTIALS)
         user = await self.users.sign_in(login, password, client=client)
         if user is None or not user.is_active:
-            security_log.warning(
-                "sign_in_failed",
-                security_event=True,
-                user_id=str(user.id) if user is not None else None,
-                client=client,
-            )
+            # The account named, as typed (the users module's `password_check_failed` has its
+            # id when it exists); never the password.
+            security_log.warning("sign_in_failed", security_event=True, login=login, client=client)
             raise Unauthorized(INVALID_CREDENTIALS)
         if not user.is_verified and not self.settings.unverified_login_allowed:
             raise Forbidden("Verify your email address before signing in")

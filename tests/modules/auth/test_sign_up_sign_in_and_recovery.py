@@ -452,3 +452,16 @@ async def test_verification_link_expires(client: AsyncClient, mail_outbox: MailO
     with time_machine.travel(datetime.now(UTC) + timedelta(hours=49), tick=False):
         response = await client.post("/api/v1/auth/verify-email", json={"token": token})
     assert response.status_code == 400
+
+
+async def test_token_answers_are_never_stored(client: AsyncClient, user: User) -> None:
+    login = await client.post(
+        "/api/v1/auth/login", data={"username": "alice", "password": DEFAULT_PASSWORD}
+    )
+    refreshed = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": login.json()["refresh_token"]}
+    )
+    for response in (login, refreshed):
+        assert response.status_code == 200
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["pragma"] == "no-cache"
