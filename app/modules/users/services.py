@@ -9,7 +9,6 @@ from typing import Any
 import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from zxcvbn import zxcvbn
 
 from app.core.db import ListParams, release_connection, utcnow
 from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -164,6 +163,8 @@ class UsersService:
         elif any(name in password.lower() for name in own):
             message = "must not contain your username or the name of your email address"
         else:
+            from zxcvbn import zxcvbn  # its word lists are megabytes: loaded by the first check
+
             verdict = zxcvbn(password, user_inputs=[*own, email])
             if verdict["score"] < self.settings.password_min_strength:
                 warning = verdict["feedback"]["warning"] or "it is too easy to guess"
