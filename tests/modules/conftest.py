@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -100,3 +101,9 @@ def app_settings(app: FastAPI, settings: Settings) -> Iterator[Callable[..., Set
 
     yield override
     app.dependency_overrides.pop(get_app_settings, None)
+
+
+@pytest.fixture
+def behind_a_trusted_proxy(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests come through a proxy the app trusts: X-Forwarded-For names the client."""
+    monkeypatch.setattr(app.state.rate_limiter, "trusted", (ipaddress.ip_network("127.0.0.0/8"),))

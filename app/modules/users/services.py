@@ -307,11 +307,11 @@ class UsersService:
         needs your password (a stolen access token must not be enough)."""
         if not policies.can_delete(actor, user, self.settings):
             raise Forbidden("You may not delete this user")
-        await self._check_admin_remains(user, None)
-        if actor.id == user.id:
+        if actor.id == user.id:  # first: the check ends the transaction, and the next one locks
             await self._check_current_password(
                 user, current_password, client=client, purpose="delete your account"
             )
+        await self._check_admin_remains(user, None)
         await self.users.delete(self.session, user)
         await self.sessions.end_all(self.session, user_id=user.id, now=utcnow())
         publish(self.session, UserDeleted(user_id=user.id))

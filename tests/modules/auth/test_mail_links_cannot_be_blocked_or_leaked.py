@@ -4,28 +4,19 @@ the task queue."""
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from httpx import AsyncClient
 from taskiq import BrokerMessage
 
 from app.core.queue import broker
-from app.core.ratelimit import RateLimiter
 from app.modules.users.models import User
 from tests.conftest import MailOutbox
 from tests.modules.conftest import login, token_from_link
 
 FORGOT = "/api/v1/auth/password/forgot"
 RESET = "/api/v1/auth/password/reset"
-
-
-@pytest.fixture
-def behind_a_trusted_proxy(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
-    limiter: RateLimiter = app.state.rate_limiter
-    monkeypatch.setattr(limiter, "trusted", (ipaddress.ip_network("127.0.0.0/8"),))
 
 
 async def test_requests_from_elsewhere_neither_void_nor_block_the_owners_link(

@@ -5,7 +5,6 @@ address (IPv6 by /64); the budgets fail closed without Redis."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections import Counter
 
 import pytest
@@ -19,13 +18,6 @@ from tests.modules.conftest import LOGIN_URL, Headers, bearer, login
 
 ME = "/api/v1/users/me"
 WRONG = "not-the-password"
-
-
-@pytest.fixture
-def behind_a_trusted_proxy(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Requests come through a proxy the app trusts: X-Forwarded-For names the client."""
-    limiter: RateLimiter = app.state.rate_limiter
-    monkeypatch.setattr(limiter, "trusted", (ipaddress.ip_network("127.0.0.0/8"),))
 
 
 def _from(address: str) -> dict[str, str]:
