@@ -201,6 +201,7 @@ async def _clean_slate(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     if "app" not in request.fixturenames:
         return
     application: FastAPI = request.getfixturevalue("app")
+    await broker.wait_all()  # queued work of the test (a mail task) ends before the tables do
     tables = [table.name for table in Base.metadata.sorted_tables]
     if tables:
         async with application.state.database.engine.begin() as connection:

@@ -5,9 +5,10 @@ client, scope and fixed window (`<prefix>:<scope>:<client>:<window>s:<window num
 incremented and given its expiry in one atomic `MULTI`, so concurrent requests can never both
 take the last unit. Limits are written "5/minute", "100/hour", "10/second", "1000/day".
 
-The client is the signed-in account (`request.state.principal`, set by core's authentication)
-when there is one, else the peer IP; `X-Forwarded-For` is read only when the peer is one of
-TRUSTED_PROXIES. Why not fastapi-limiter 0.2 (docs/performance.md): its `RateLimiter` scans
+The client is its network address (`address_key`: an IPv6 client by its /64); `X-Forwarded-For`
+is read only when the peer is one of TRUSTED_PROXIES. The global default runs before any
+authentication, so it counts per address; a limit declared after `CurrentPrincipal` counts per
+account (`client_key`). Why not fastapi-limiter 0.2 (docs/performance.md): its `RateLimiter` scans
 `app.routes` on every request and fails on FastAPI 0.165's included routers.
 """
 
@@ -68,6 +69,7 @@ class RateLimitState:
     limit: int
     remaining: int
     reset: int  # seconds until the window ends and the count starts again
+    counter: str | None = None  # the Redis key that counted it (None: nothing was counted)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -129,7 +131,8 @@ class RateLimiter:
                 ) from None
             return RateLimitState(True, parsed.count, 0, 1)
         allowed = int(count) <= parsed.count
-        return RateLimitState(allowed, parsed.count, max(parsed.count - int(count), 0), reset)
+        remaining = max(parsed.count - int(count), 0)
+        return RateLimitState(allowed, parsed.count, remaining, reset, counter)
 
     async def hit(
         self,
@@ -148,18 +151,33 @@ class RateLimiter:
             raise RateLimited("Rate limit exceeded. Retry later.", headers=state.headers)
         return state
 
-    async def refund(
-        self, *, key: str, limit: str | Limit, cost: int = 1, scope: str = "custom"
-    ) -> None:
-        """Give back what a `hit` in the current window counted (an attempt that succeeded)."""
-        parsed = Limit.parse(limit)
-        if not self.enabled:
+    async def refund(self, state: RateLimitState, *, cost: int = 1) -> None:
+        """Give back what a `hit` counted (an attempt that succeeded), in the window that
+        counted it even if a new one has started since."""
+        if state.counter is None:
             return
-        counter, _ = self._window(key, parsed, scope)
         try:
-            await self.redis.decrby(counter, cost)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.decrby(state.counter, cost)
+                pipe.expire(state.counter, state.reset + _EXPIRY_SLACK_S)
+                await pipe.execute()
+        except (RedisError, OSError) as error:
+            self._log_unavailable("refund", error, self.fail_open)
+
+    async def remember(self, *, key: str, scope: str, seconds: int) -> None:
+        """Note that `key` proved itself (a right password from a client): see `remembers`."""
+        try:
+            await self.redis.set(f"{self.prefix}:known:{scope}:{key}", 1, ex=seconds)
         except (RedisError, OSError) as error:
             self._log_unavailable(scope, error, self.fail_open)
+
+    async def remembers(self, *, key: str, scope: str) -> bool:
+        """Whether `key` proved itself within the time given to `remember` (no, without Redis)."""
+        try:
+            return bool(await self.redis.exists(f"{self.prefix}:known:{scope}:{key}"))
+        except (RedisError, OSError) as error:
+            self._log_unavailable(scope, error, self.fail_open)
+            return False
 
     def _log_unavailable(self, scope: str, error: Exception, fail_open: bool) -> None:
         log.warning(
@@ -220,6 +238,14 @@ async def get_rate_limiter(request: Request) -> RateLimiter:
 
 
 RateLimits = Annotated[RateLimiter, Depends(get_rate_limiter)]
+
+
+async def get_client_address(request: Request, limiter: RateLimits) -> str:
+    """The caller's network address as the limits key it (IPv6 by its /64)."""
+    return limiter.address_key(request)
+
+
+ClientAddress = Annotated[str, Depends(get_client_address)]
 
 
 class RateLimit:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
 from app.core.config import SettingsDep
 from app.core.db import DBSession
@@ -31,11 +31,3 @@ async def get_auth_service(
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
-
-
-async def get_client_address(request: Request, limiter: RateLimits) -> str:
-    """The caller's network address, as rate limits key it (IPv6 by its /64)."""
-    return limiter.address_key(request)
-
-
-ClientAddress = Annotated[str, Depends(get_client_address)]

@@ -13,7 +13,7 @@ from datetime import timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import Database, get_database, utcnow
+from app.core.db import Database, get_database, release_connection, utcnow
 from app.core.mail import MailService, get_mailer
 from app.core.queue import TaskiqDepends, broker
 from app.core.security import hash_token, new_opaque_token
@@ -43,6 +43,7 @@ class AccountMailer:
 
     async def send(self, kind: AccountMail, email: str) -> None:
         user = await self.users.get_by_email(email)
+        await release_connection(self.session)  # no connection held while SMTP answers
         if user is None or not user.is_active:
             log.info("account_mail_not_sent", kind=kind.value, reason="no active account")
             return

@@ -150,10 +150,13 @@ class AuthService:
         )
 
     async def verify_email(self, *, token: str) -> None:
+        """Spend the token and mark the address verified in one transaction, and only if the
+        account still has the address the token was mailed to."""
         row, _ = await self._usable(token=token, purpose=TokenPurpose.VERIFY_EMAIL)
         await self._spend(row)
-        await self.session.commit()  # the token is spent even if marking fails below
-        await self.users.mark_verified(row.user_id)
+        if not await self.users.mark_verified(row.user_id, row.email):
+            raise InvalidActionToken(INVALID_LINK)  # the address changed meanwhile
+        await self.session.commit()
         log.info("email_verified", user_id=str(row.user_id))
 
     # --- sign-in and sessions --------------------------------------------------------------
@@ -172,6 +175,10 @@ class AuthService:
             raise Unauthorized(INVALID_CREDENTIALS)
         if not user.is_verified and not self.settings.unverified_login_allowed:
             raise Forbidden("Verify your email address before signing in")
+        # The password was checked outside any transaction (argon2 is slow): the session starts
+        # only if the account did not change meanwhile (a reset, a deactivation).
+        if not await self.users.hold_unchanged(user):
+            raise Unauthorized(INVALID_CREDENTIALS)
         now = utcnow()
         signed_in = await self.sessions.start(
             self.session,
@@ -290,3 +297,4 @@ class AuthService:
         await self._spend(row)
         await self.session.commit()
         security_log.info("password_reset", security_event=True, user_id=str(user.id))
+        await self.users.tell_password_changed(user.id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path
 
 from app.core.auth import ActivePrincipal, CurrentPrincipal
 from app.core.db import DatabaseDep, DBSession
@@ -51,11 +51,3 @@ async def get_me(principal: CurrentPrincipal, service: UsersServiceDep) -> User:
 
 
 Me = Annotated[User, Depends(get_me)]
-
-
-async def get_client_address(request: Request, limiter: RateLimits) -> str:
-    """The caller's network address, as rate limits key it (IPv6 by its /64)."""
-    return limiter.address_key(request)
-
-
-ClientAddress = Annotated[str, Depends(get_client_address)]

@@ -57,14 +57,20 @@ class UsersGateway:
         user = await self._service.sign_in(login=login, password=password, client=client)
         return None if user is None else UserDTO.model_validate(user)
 
-    async def burn_password_time(self, password: str) -> None:
-        """Spend as long as hashing a new password: equalises a refused registration."""
-        await self._service.burn_password_time(password=password)
+    async def hold_unchanged(self, user: UserDTO) -> bool:
+        """Whether the account is still live, active and as `user` was read, its row held until
+        the caller commits: a sign-in starts its session only if no password change or
+        deactivation came between the check and the session."""
+        return await self._service.hold_unchanged(user_id=user.id, updated_at=user.updated_at)
 
-    async def mark_verified(self, user_id: uuid.UUID) -> UserDTO:
-        user = await self._service.get(user_id=user_id)
-        await self._service.mark_verified(user=user)
-        return UserDTO.model_validate(user)
+    async def mark_verified(self, user_id: uuid.UUID, email: str) -> bool:
+        """Mark the account verified if it still has `email`; the caller commits. False when
+        the address changed since the link was mailed, or the account is gone."""
+        return await self._service.mark_verified(user_id=user_id, email=email)
+
+    async def tell_password_changed(self, user_id: uuid.UUID) -> None:
+        """Mail the account's address that its password changed (after the caller's commit)."""
+        await self._service.tell_password_changed(user_id=user_id)
 
     async def set_password(self, user_id: uuid.UUID, password: str) -> None:
         """Check and hash the password (no connection held while hashing: call it with no

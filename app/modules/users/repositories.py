@@ -6,10 +6,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import RowMapping, bindparam, func, select
+from sqlalchemy import RowMapping, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from app.core.db import BaseRepository
+from app.core.db import BaseRepository, utcnow
 from app.core.sessions import live_session
 from app.modules.users.models import Role, User
 from app.modules.users.schemas import UserDTO
@@ -66,6 +66,37 @@ class UserRepository(BaseRepository[User]):
         if "@" in login:
             return await self.get_by_email(session, email=login)
         return await self.get_by_username(session, username=login, include_deleted=False)
+
+    async def hold_unchanged(
+        self, session: AsyncSession, *, id: uuid.UUID, updated_at: datetime
+    ) -> bool:
+        """Whether the live, active user is as it was read (`updated_at`), its row share-locked
+        until the transaction ends: a change to it (a new password) waits for the caller."""
+        query = (
+            select(User.id)
+            .where(
+                User.id == id,
+                User.updated_at == updated_at,
+                User.is_active.is_(True),
+                User.deleted_at.is_(None),
+            )
+            .with_for_update(read=True)
+        )
+        return (await session.execute(query)).first() is not None
+
+    async def mark_verified(self, session: AsyncSession, *, id: uuid.UUID, email: str) -> bool:
+        """Verified, if the live user still has `email` (case aside): one statement."""
+        result = await session.execute(
+            update(User)
+            .where(
+                User.id == id,
+                func.lower(User.email) == email.lower(),
+                User.deleted_at.is_(None),
+            )
+            .values(is_verified=True, version=User.version + 1, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0))
 
     async def count_active_admins(self, session: AsyncSession) -> int:
         """The live, active administrators, their rows locked until the transaction ends: two

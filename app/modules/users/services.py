@@ -4,8 +4,10 @@ events after it; `UsersReader` answers read-only questions on autocommit connect
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
+import anyio.to_thread
 import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -14,7 +16,7 @@ from app.core.db import ListParams, release_connection, utcnow
 from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.core.events import publish
 from app.core.mail import MailService
-from app.core.ratelimit import RateLimiter
+from app.core.ratelimit import RateLimiter, RateLimitState
 from app.core.security import PasswordHasher, hash_token, password_hasher
 from app.core.sessions import SignInSessions
 from app.modules.users import policies
@@ -31,6 +33,20 @@ security_log = structlog.get_logger("app.security")
 # Names of the unique constraints a registration can run into (the models' naming convention).
 _EMAIL_CONSTRAINT = "uq_users_lower_email_live"
 _USERNAME_CONSTRAINT = "uq_users_username"
+
+
+# A client that gave an account's right password is known to it this long (seconds).
+_KNOWN_CLIENT_S = 30 * 86_400
+# zxcvbn refuses longer input; the first 72 characters of a longer password are its lower bound.
+_STRENGTH_CHECKED_LENGTH = 72
+
+
+def _strength(password: str, user_inputs: list[str]) -> tuple[int, str]:
+    """zxcvbn's score (0-4) and warning; its word lists, megabytes, load on the first call."""
+    from zxcvbn import zxcvbn
+
+    verdict = zxcvbn(password[:_STRENGTH_CHECKED_LENGTH], user_inputs=user_inputs)
+    return int(verdict["score"]), str(verdict["feedback"]["warning"])
 
 
 class EmailTaken(Conflict):
@@ -91,36 +107,48 @@ class UsersService:
 
     def _password_budgets(self, account: str, client: str) -> tuple[tuple[str, str, str], ...]:
         """(key, scope, limit) of every budget a password attempt spends: per account and
-        client (a guesser from elsewhere cannot lock the owner out of their own device), and
-        per account from anywhere, over a longer window (the ceiling a botnet gets)."""
+        client (a guesser elsewhere cannot spend the owner's), and per account from anywhere,
+        over a longer window (the ceiling a botnet gets)."""
         return (
             (f"{account}|{client}", "password.client", self.settings.password_attempts_per_client),
             (account, "password.account", self.settings.password_attempts_per_account),
         )
 
-    async def _spend_password_attempt(self, account: str, client: str) -> None:
+    async def _spend_password_attempt(
+        self, account: str, client: str
+    ) -> tuple[RateLimitState, ...]:
         """Count the attempt before verifying it, atomically: parallel guesses cannot all pass
-        a check made before any of them is counted. 429 when a budget is spent."""
+        a check made before any of them is counted. 429 when a budget is spent. A client that
+        gave this account's right password before is held to its own budget only, so guesses
+        from elsewhere cannot lock the owner out of their own device."""
         if self.limiter is None:
             raise RuntimeError("password checks need the rate limiter")
-        for key, scope, limit in self._password_budgets(account, client):
-            await self.limiter.hit(
-                key=key,
-                limit=limit,
-                scope=scope,
-                fail_open=self.limiter.credentials_fail_open,
+        budgets = self._password_budgets(account, client)
+        if await self.limiter.remembers(key=budgets[0][0], scope="password.known"):
+            budgets = budgets[:1]
+        spent = []
+        for key, scope, limit in budgets:
+            spent.append(
+                await self.limiter.hit(
+                    key=key, limit=limit, scope=scope, fail_open=self.limiter.credentials_fail_open
+                )
             )
+        return tuple(spent)
 
-    async def _refund_password_attempt(self, account: str, client: str) -> None:
+    async def _refund_password_attempt(
+        self, account: str, client: str, spent: tuple[RateLimitState, ...]
+    ) -> None:
         assert self.limiter is not None  # spent first
-        for key, scope, limit in self._password_budgets(account, client):
-            await self.limiter.refund(key=key, limit=limit, scope=scope)
+        for state in spent:
+            await self.limiter.refund(state)
+        key = self._password_budgets(account, client)[0][0]
+        await self.limiter.remember(key=key, scope="password.known", seconds=_KNOWN_CLIENT_S)
 
     async def _password_matches(self, user: User, password: str, *, client: str) -> bool:
         """The password check every flow shares (sign-in, changing the password or the email,
         deleting the account): budgeted, run with no connection held, refunded when right."""
         account = f"user:{user.id}"
-        await self._spend_password_attempt(account, client)
+        spent = await self._spend_password_attempt(account, client)
         await release_connection(self.session)  # argon2 runs with no connection held
         ok, new_hash = await self.hasher.verify(password, user.password_hash)
         if not ok:
@@ -128,11 +156,14 @@ class UsersService:
                 "password_check_failed", security_event=True, user_id=str(user.id), client=client
             )
             return False
-        await self._refund_password_attempt(account, client)
+        await self._refund_password_attempt(account, client, spent)
         if new_hash is not None:  # parameters changed since the hash was made: upgrade it
             user.password_hash = new_hash
             await self.session.commit()
         return True
+
+    async def hold_unchanged(self, *, user_id: uuid.UUID, updated_at: datetime) -> bool:
+        return await self.users.hold_unchanged(self.session, id=user_id, updated_at=updated_at)
 
     async def sign_in(self, *, login: str, password: str, client: str) -> User | None:
         """The live user whose login and password match, else None, in similar time; an
@@ -147,12 +178,7 @@ class UsersService:
         security_log.warning("sign_in_unknown_account", security_event=True, client=client)
         return None
 
-    async def burn_password_time(self, *, password: str) -> None:
-        """Spend a hash's time: a refused registration answers as slowly as a new one."""
-        await release_connection(self.session)  # argon2 runs with no connection held
-        await self.hasher.hash(password)
-
-    def _check_password_policy(
+    async def _check_password_policy(
         self, password: str, *, field: str, username: str, email: str
     ) -> None:
         """Long enough, not a common password, not built from the account's own names."""
@@ -163,12 +189,9 @@ class UsersService:
         elif any(name in password.lower() for name in own):
             message = "must not contain your username or the name of your email address"
         else:
-            from zxcvbn import zxcvbn  # its word lists are megabytes: loaded by the first check
-
-            verdict = zxcvbn(password, user_inputs=[*own, email])
-            if verdict["score"] < self.settings.password_min_strength:
-                warning = verdict["feedback"]["warning"] or "it is too easy to guess"
-                message = f"is too weak: {warning.rstrip('.')}"
+            score, warning = await anyio.to_thread.run_sync(_strength, password, [*own, email])
+            if score < self.settings.password_min_strength:
+                message = f"is too weak: {(warning or 'it is too easy to guess').rstrip('.')}"
         if message is not None:
             raise ValidationFailed(
                 f"{field} {message}",
@@ -180,7 +203,7 @@ class UsersService:
     ) -> str:
         """The policy-checked password's hash, computed with no connection held: argon2 is slow
         by design, and a burst of sign-ups would otherwise drain the pool."""
-        self._check_password_policy(password, field=field, username=username, email=email)
+        await self._check_password_policy(password, field=field, username=username, email=email)
         await release_connection(self.session)
         return await self.hasher.hash(password)
 
@@ -189,14 +212,16 @@ class UsersService:
     async def _check_unique(
         self, *, email: str | None, username: str | None, exclude: uuid.UUID | None = None
     ) -> None:
-        if email is not None:
-            found = await self.users.get_by_email(self.session, email=email)
-            if found is not None and found.id != exclude:
-                raise EmailTaken("A user with this email already exists")
+        """The username first: registration answers a taken username with a 409 whatever
+        the email, so a known username cannot be used to ask whether an email is taken."""
         if username is not None:
             taken = await self.users.get_by_username(self.session, username=username)
             if taken is not None and taken.id != exclude:
                 raise UsernameTaken("This username is taken")
+        if email is not None:
+            found = await self.users.get_by_email(self.session, email=email)
+            if found is not None and found.id != exclude:
+                raise EmailTaken("A user with this email already exists")
 
     async def _commit_unique(self) -> None:
         """Commit; a unique violation from a concurrent request becomes the same 409 the
@@ -206,10 +231,10 @@ class UsersService:
         except IntegrityError as error:
             await self.session.rollback()
             constraint = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
-            if constraint == _EMAIL_CONSTRAINT:
-                raise EmailTaken("A user with this email already exists") from None
             if constraint == _USERNAME_CONSTRAINT:
                 raise UsernameTaken("This username is taken") from None
+            if constraint == _EMAIL_CONSTRAINT:
+                raise EmailTaken("A user with this email already exists") from None
             raise Conflict("A user with this email or username already exists") from None
 
     async def create(self, data: UserCreate) -> User:
@@ -262,8 +287,8 @@ class UsersService:
         actor: Actor,
         user: User,
         changes: dict[str, Any],
+        client: str,
         current_password: str | None = None,
-        client: str = "",
     ) -> User:
         if not policies.can_update(actor, user):
             raise Forbidden("You may not change this user")
@@ -275,9 +300,15 @@ class UsersService:
                 user, current_password, client=client, purpose="change your email"
             )
         await self._check_admin_remains(user, changes)
-        await self._check_unique(
-            email=changes.get("email"), username=changes.get("username"), exclude=user.id
-        )
+        try:
+            await self._check_unique(
+                email=changes.get("email"), username=changes.get("username"), exclude=user.id
+            )
+        except EmailTaken:
+            # "Taken" tells whether an address has an account here: each such answer costs a
+            # password attempt, so asking is bounded by the account's password budget.
+            await self._spend_password_attempt(f"user:{user.id}", client)
+            raise
         old_email = user.email
         moved = "email" in changes and changes["email"].lower() != old_email.lower()
         if moved:
@@ -287,6 +318,7 @@ class UsersService:
         for name, value in changes.items():
             setattr(user, name, value)
         if changes.get("is_active") is False:  # a deactivated account is signed out everywhere
+            await self.session.flush()  # the row locked first: a sign-in under way waits
             await self.sessions.end_all(self.session, user_id=user.id, now=utcnow())
         await self._commit_unique()
         await self.session.refresh(user)
@@ -300,8 +332,8 @@ class UsersService:
         *,
         actor: Actor,
         user: User,
+        client: str,
         current_password: str | None = None,
-        client: str = "",
     ) -> None:
         """Soft delete and end every session, in one transaction. Deleting your own account
         needs your password (a stolen access token must not be enough)."""
@@ -324,8 +356,8 @@ class UsersService:
         user: User,
         current_password: str,
         new_password: str,
+        client: str,
         keep_session_id: uuid.UUID | None = None,
-        client: str = "",
     ) -> None:
         """Every other session ends in the same transaction: a thief signed in elsewhere is
         out the moment the change commits, whatever the queue is doing."""
@@ -344,16 +376,24 @@ class UsersService:
         user.password_hash = await self._hash_new_password(
             password, field="new_password", username=user.username, email=user.email
         )
+        # The row is locked first: a sign-in that checked the old password either commits its
+        # session before this and sees it ended below, or waits and finds the account changed.
+        await self.session.flush()
         await self.sessions.end_all(
             self.session, user_id=user.id, now=utcnow(), keep=keep_session_id
         )
         publish(self.session, UserPasswordChanged(user_id=user.id, keep_session_id=keep_session_id))
         security_log.info("password_changed", security_event=True, user_id=str(user.id))
 
-    async def mark_verified(self, *, user: User) -> None:
-        if not user.is_verified:
-            user.is_verified = True
-            await self.session.commit()
+    async def mark_verified(self, *, user_id: uuid.UUID, email: str) -> bool:
+        """Mark the account verified if it still has `email` (case aside); the caller commits.
+        False when the address changed since (or the account is gone)."""
+        return await self.users.mark_verified(self.session, id=user_id, email=email)
+
+    async def tell_password_changed(self, *, user_id: uuid.UUID) -> None:
+        user = await self.users.get_or_none(self.session, id=user_id)
+        if user is not None:
+            await self._tell(user.email, "users/password_changed", user)
 
     async def _tell(self, address: str, template: str, user: User, **context: Any) -> None:
         """Mail an address about a change to its account (queued, after the commit)."""

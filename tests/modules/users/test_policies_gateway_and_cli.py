@@ -69,7 +69,10 @@ async def test_gateway_speaks_in_dtos(app: FastAPI, session: AsyncSession, user:
         UserCreate(email="new@example.com", username="newbie", password=DEFAULT_PASSWORD)
     )
     assert created.is_verified is False
-    assert (await gateway.mark_verified(created.id)).is_verified is True
+    assert not await gateway.mark_verified(created.id, "elsewhere@example.com")  # not its address
+    assert await gateway.mark_verified(created.id, "NEW@example.com")
+    await session.commit()  # the caller commits
+    assert (await gateway.get_by_id(created.id)).is_verified is True  # type: ignore[union-attr]
     await gateway.set_password(created.id, "orbit-lantern-quietly")
     await session.commit()  # the caller commits
     assert await gateway.sign_in("new@example.com", "orbit-lantern-quietly", client="ip:1")

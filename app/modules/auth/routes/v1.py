@@ -9,7 +9,8 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from app.core.auth import CurrentPrincipal
 from app.core.errors import problems
-from app.modules.auth.dependencies import AuthServiceDep, ClientAddress
+from app.core.ratelimit import ClientAddress
+from app.modules.auth.dependencies import AuthServiceDep
 from app.modules.auth.mail import AccountMail
 from app.modules.auth.schemas import (
     Accepted,

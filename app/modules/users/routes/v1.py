@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Response, status
 from app.core.auth import ActivePrincipal, CurrentPrincipal, require_role
 from app.core.db import FilterSpec, ListParams, Page, list_params
 from app.core.errors import problems
+from app.core.ratelimit import ClientAddress
 from app.modules.users.dependencies import (
-    ClientAddress,
     Me,
     UserById,
     UserIdPath,
@@ -142,7 +142,11 @@ async def read_user(
 
 @router.patch("/{user_id}", response_model=UserDTO, responses=problems(401, 403, 404, 409, 422))
 async def update_user(
-    body: UserUpdate, user: UserById, principal: ActivePrincipal, service: UsersServiceDep
+    body: UserUpdate,
+    user: UserById,
+    principal: ActivePrincipal,
+    service: UsersServiceDep,
+    client: ClientAddress,
 ) -> UserDTO:
     """Change a user (role, activation and verification: administrators only). Changing your
     own email needs `current_password` (422 missing, 403 wrong); demoting or deactivating the
@@ -150,7 +154,7 @@ async def update_user(
     data = changes(body)
     current_password = data.pop("current_password", None)
     updated = await service.update(
-        actor=principal, user=user, changes=data, current_password=current_password
+        actor=principal, user=user, changes=data, current_password=current_password, client=client
     )
     return UserDTO.model_validate(updated)
 
