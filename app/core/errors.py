@@ -326,7 +326,7 @@ def install_error_handlers(app: FastAPI) -> None:
         OperationalError,
         InterfaceError,
         PoolTimeoutError,
-        DriverOperationalError,  # the read pool's (its PoolTimeout is one too)
+        DriverOperationalError,  # the driver's own, should one escape SQLAlchemy's wrapping
         RedisConnectionError,
         RedisTimeoutError,
     ):

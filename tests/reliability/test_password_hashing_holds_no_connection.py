@@ -72,7 +72,7 @@ async def test_password_and_email_changes_hash_with_no_connection_held(
         headers=user_headers,
     )
     assert changed.status_code == 204, changed.text
-    await broker.wait_all()  # the queued listener that ends the other sessions uses the pool too
+    await broker.wait_all()  # the queued notice mail is rendered and sent meanwhile
     moved = await client.patch(
         "/api/v1/users/me",
         json={"email": "moved@example.com", "current_password": NEW_PASSWORD},

@@ -28,10 +28,12 @@ class Database:
         connect_args: dict[str, object] = {"connect_timeout": max(1, int(settings.db_pool_timeout))}
         if settings.db_statement_timeout_ms:
             connect_args["options"] = f"-c statement_timeout={settings.db_statement_timeout_ms}"
+        # Autocommit unless a session's transaction is open: `engine.begin()` on this engine
+        # is not a transaction (each statement commits); use a session, or
+        # `engine.execution_options(isolation_level="READ COMMITTED").begin()`.
         self.engine: AsyncEngine = create_async_engine(
             settings.sqlalchemy_url,
-            # A connection is in autocommit unless a session's transaction is open: a read on a
-            # plain connection is just itself, no BEGIN and ROLLBACK around it.
+            # A read on a plain connection is just itself: no BEGIN and ROLLBACK around it.
             isolation_level="AUTOCOMMIT",
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,

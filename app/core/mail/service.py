@@ -56,8 +56,8 @@ def module_template_dirs(packages: Iterable[str] = DEFAULT_PACKAGES) -> dict[str
 
 
 class MailTemplates:
-    """The modules' mail templates (Jinja2), loaded when the first mail is rendered: mail is
-    rendered by the task worker, so a web process need not import Jinja2 at all."""
+    """The modules' mail templates (Jinja2), loaded when the first mail is rendered: a web
+    process that renders none (most requests queue nothing) never imports Jinja2."""
 
     def __init__(self, folders: dict[str, Path]) -> None:
         self.folders = folders

@@ -19,5 +19,5 @@ class UserDeleted(BaseEvent):
 
 class UserPasswordChanged(BaseEvent):
     user_id: uuid.UUID
-    # The session (refresh token family) that made the change and stays signed in, if any.
+    # The sign-in session that made the change and stays signed in, if any.
     keep_session_id: uuid.UUID | None = None

@@ -207,7 +207,7 @@ async def test_settings_overrides_of_any_signature_are_honoured(
     assert (await client.get(f"/api/v1/users/{unverified.id}", headers=headers)).status_code == 403
 
 
-async def test_refresh_rotates_and_reuse_revokes_the_family(
+async def test_refresh_rotates_and_reuse_ends_the_session(
     client: AsyncClient, user: User, caplog: pytest.LogCaptureFixture
 ) -> None:
     first = await login(client, "alice")
@@ -224,10 +224,10 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(
     )
     assert reuse.status_code == 401
     # The thief's replay killed the legitimate holder's token too.
-    family = await client.post(
+    session_ended = await client.post(
         "/api/v1/auth/refresh", json={"refresh_token": second["refresh_token"]}
     )
-    assert family.status_code == 401
+    assert session_ended.status_code == 401
 
     unknown = await client.post("/api/v1/auth/refresh", json={"refresh_token": "x" * 43})
     assert unknown.status_code == 401
