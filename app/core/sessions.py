@@ -34,20 +34,21 @@ class SignInSession(UUIDPrimaryKeyMixin, Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+def _is_live(session_id: Any, user_id: Any, now: Any) -> tuple[ColumnElement[bool], ...]:
+    """The session is `user_id`'s, not ended, and before both its deadlines at `now`."""
+    return (
+        SignInSession.id == session_id,
+        SignInSession.user_id == user_id,
+        SignInSession.ended_at.is_(None),
+        SignInSession.expires_at > now,
+        SignInSession.idle_expires_at > now,
+    )
+
+
 def live_session(session_id: Any, user_id: Any, now: Any) -> ColumnElement[bool]:
     """A condition for a module's own read: the session is `user_id`'s and still live. One
     primary-key probe; the arguments are values, bound parameters or columns."""
-    return (
-        select(SignInSession.id)
-        .where(
-            SignInSession.id == session_id,
-            SignInSession.user_id == user_id,
-            SignInSession.ended_at.is_(None),
-            SignInSession.expires_at > now,
-            SignInSession.idle_expires_at > now,
-        )
-        .exists()
-    )
+    return select(SignInSession.id).where(*_is_live(session_id, user_id, now)).exists()
 
 
 class SignInSessions:
@@ -79,19 +80,15 @@ class SignInSessions:
         self, session: AsyncSession, *, id: uuid.UUID, user_id: uuid.UUID, now: datetime
     ) -> SignInSession | None:
         """The live session, locked until the transaction ends: a concurrent end waits for
-        this transaction, and this one, had it come second, sees the session ended."""
+        this transaction, and this one, had it come second, sees the session ended (PostgreSQL
+        checks the condition again on the row a waited-for transaction left)."""
         query = (
             select(SignInSession)
-            .where(SignInSession.id == id, SignInSession.user_id == user_id)
+            .where(*_is_live(id, user_id, now))
             .with_for_update()
             .execution_options(populate_existing=True)
         )
-        found = (await session.execute(query)).scalar_one_or_none()
-        if found is None or found.ended_at is not None:
-            return None
-        if found.expires_at <= now or found.idle_expires_at <= now:
-            return None
-        return found
+        return (await session.execute(query)).scalar_one_or_none()
 
     def renew(self, signed_in: SignInSession, *, idle: timedelta, now: datetime) -> None:
         """Push the idle deadline forward; never past the absolute end."""
