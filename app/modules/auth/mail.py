@@ -64,14 +64,15 @@ class AccountMailer:
         """A new single-use token for the account at its current address, stored as its hash
         (links mailed earlier stay valid until used or expired), as a link to the frontend."""
         raw = new_opaque_token()
-        self.session.add(
+        await self.action_tokens.add(
+            self.session,
             ActionToken(
                 user_id=user.id,
                 purpose=purpose.value,
                 email=user.email,
                 token_hash=hash_token(raw),
                 expires_at=utcnow() + ttl,
-            )
+            ),
         )
         await self.session.commit()
         page = "/verify-email" if purpose is TokenPurpose.VERIFY_EMAIL else "/reset-password"

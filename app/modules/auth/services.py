@@ -43,6 +43,11 @@ MAX_LOGIN_LENGTH = 320
 MAX_PASSWORD_LENGTH = 128  # as at registration: no longer password can be right
 
 
+def _spendable(token: ActionToken, now: datetime) -> bool:
+    """Not used yet, and not expired at `now`."""
+    return token.used_at is None and token.expires_at > now
+
+
 class TokenMaintenance:
     """Clean-up, usable outside a request (the scheduled purge)."""
 
@@ -131,7 +136,7 @@ class AuthService:
         row = await self.action_tokens.get_by_hash(
             self.session, purpose=purpose, token_hash=hash_token(token)
         )
-        if row is None or row.used_at is not None or row.expires_at <= utcnow():
+        if row is None or not _spendable(row, utcnow()):
             raise InvalidActionToken(INVALID_LINK)
         user = await self.users.get_by_id(row.user_id)
         if user is None or user.email.lower() != row.email.lower():
@@ -143,7 +148,7 @@ class AuthService:
         other outstanding tokens of the purpose are spent with it."""
         locked = await self.action_tokens.lock(self.session, token_id=row.id)
         now = utcnow()
-        if locked is None or locked.used_at is not None or locked.expires_at <= now:
+        if locked is None or not _spendable(locked, now):
             raise InvalidActionToken(INVALID_LINK)
         await self.action_tokens.use_all(
             self.session, user_id=locked.user_id, purpose=TokenPurpose(locked.purpose), now=now
