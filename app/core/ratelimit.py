@@ -23,6 +23,7 @@ from typing import Annotated
 
 import structlog
 from fastapi import Depends, Request, Response
+from pydantic import AfterValidator
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -61,6 +62,15 @@ def _parse_limit(value: str) -> Limit:
         raise ValueError(f"invalid rate limit {value!r}; write it like '5/minute'")
     multiplier = int(match.group(2) or 1)
     return Limit(count=int(match.group(1)), seconds=multiplier * _PERIODS[match.group(3)])
+
+
+def _parsable_limit(value: str) -> str:
+    _parse_limit(value)
+    return value
+
+
+# A setting that holds a limit ("5/minute"): one that does not parse is refused as it loads.
+LimitSetting = Annotated[str, AfterValidator(_parsable_limit)]
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,13 @@ import time_machine
 from asgi_lifespan import LifespanManager
 from fastapi import Depends, FastAPI, Request
 from httpx import ASGITransport, AsyncClient
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from app.core.config import Settings
+from app.core.config import AppSettings, Settings
 from app.core.errors import RateLimited
-from app.core.ratelimit import Limit, RateLimit, RateLimiter
+from app.core.ratelimit import Limit, LimitSetting, RateLimit, RateLimiter
 from app.main import create_app
 from tests.conftest import Services, make_settings
 
@@ -99,6 +100,16 @@ def test_limit_parsing() -> None:
     assert Limit.parse("100 / 2 hours") == Limit(100, 7200)
     with pytest.raises(ValueError, match="invalid rate limit"):
         Limit.parse("lots")
+
+
+class _LimitedSettings(AppSettings):
+    attempts: LimitSetting = "5/minute"
+
+
+def test_a_limit_setting_that_does_not_parse_is_refused_as_it_loads() -> None:
+    assert _LimitedSettings(attempts="10 / 2 hours").attempts == "10 / 2 hours"
+    with pytest.raises(ValidationError, match="invalid rate limit 'often'"):
+        _LimitedSettings(attempts="often")
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from app.core.config import AppSettings
-from app.core.ratelimit import Limit
+from app.core.ratelimit import LimitSetting
 
 
 class AuthSettings(AppSettings):
@@ -29,16 +29,10 @@ class AuthSettings(AppSettings):
     password_reset_ttl_minutes: int = Field(default=30, ge=5, le=1440)
     unverified_login_allowed: bool = True
     frontend_url: str = "http://localhost:3000"
-    login_rate_limit_ip: str = "20/minute"
-    register_rate_limit_ip: str = "10/hour"
-    email_rate_limit: str = "3/hour"
+    login_rate_limit_ip: LimitSetting = "20/minute"
+    register_rate_limit_ip: LimitSetting = "10/hour"
+    email_rate_limit: LimitSetting = "3/hour"
     token_retention_days: int = Field(default=7, ge=0, le=365)
-
-    @field_validator("login_rate_limit_ip", "register_rate_limit_ip", "email_rate_limit")
-    @classmethod
-    def _valid_limit(cls, value: str) -> str:
-        Limit.parse(value)
-        return value
 
     @property
     def session_lifetime(self) -> timedelta:

@@ -6,11 +6,11 @@ from functools import lru_cache
 from typing import Annotated
 
 from fastapi import Depends
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from app.core.config import AppSettings
-from app.core.ratelimit import Limit
+from app.core.ratelimit import LimitSetting
 from app.core.security import HashingParams
 
 
@@ -22,18 +22,12 @@ class UsersSettings(AppSettings):
     password_min_strength: int = Field(default=3, ge=0, le=4)
     # Password attempts (sign-in, and the checks of a password or email change or an account
     # deletion): per account and client, and per account from anywhere.
-    password_attempts_per_client: str = "5/minute"  # noqa: S105 - a rate, not a password
-    password_attempts_per_account: str = "20/hour"  # noqa: S105 - a rate, not a password
+    password_attempts_per_client: LimitSetting = "5/minute"  # noqa: S105 (a rate)
+    password_attempts_per_account: LimitSetting = "20/hour"  # noqa: S105 (a rate)
     self_delete_allowed: bool = True
     password_hash_time_cost: int = Field(default=3, ge=1, le=20)
     password_hash_memory_kib: int = Field(default=65_536, ge=1_024, le=4_194_304)
     password_hash_parallelism: int = Field(default=4, ge=1, le=64)
-
-    @field_validator("password_attempts_per_client", "password_attempts_per_account")
-    @classmethod
-    def _valid_limit(cls, value: str) -> str:
-        Limit.parse(value)
-        return value
 
     @property
     def hashing(self) -> HashingParams:
