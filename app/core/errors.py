@@ -85,6 +85,14 @@ class ValidationFailed(AppError):
     status_code = 422
     title = "Validation Failed"
 
+    @classmethod
+    def at(
+        cls, loc: Sequence[str], msg: str, *, detail: str | None = None, type: str = "value_error"
+    ) -> ValidationFailed:
+        """A 422 for one input, its `errors` entry in the shape of FastAPI's request
+        validation errors (`loc` like ("body", "password"))."""
+        return cls(detail or msg, errors=[{"loc": list(loc), "msg": msg, "type": type}])
+
 
 class PayloadTooLarge(AppError):
     status_code = 413

@@ -74,9 +74,7 @@ class Page(BaseModel, Generic[T]):
 
 
 def _error(loc: str, msg: str) -> ValidationFailed:
-    return ValidationFailed(
-        msg, errors=[{"loc": ["query", loc], "msg": msg, "type": "value_error"}]
-    )
+    return ValidationFailed.at(("query", loc), msg)
 
 
 def parse_sort(raw: str | None, sortable: frozenset[str]) -> tuple[tuple[str, bool], ...]:

@@ -193,10 +193,7 @@ class UsersService:
             if score < self.settings.password_min_strength:
                 message = f"is too weak: {(warning or 'it is too easy to guess').rstrip('.')}"
         if message is not None:
-            raise ValidationFailed(
-                f"{field} {message}",
-                errors=[{"loc": ["body", field], "msg": message, "type": "value_error"}],
-            )
+            raise ValidationFailed.at(("body", field), message, detail=f"{field} {message}")
 
     async def _hash_new_password(
         self, password: str, *, field: str, username: str, email: str
@@ -266,9 +263,11 @@ class UsersService:
         """422 when the password is missing, 403 when it is wrong (budgeted as a sign-in)."""
         if current_password is None:
             message = f"is required to {purpose}"
-            raise ValidationFailed(
-                f"current_password {message}",
-                errors=[{"loc": ["body", "current_password"], "msg": message, "type": "missing"}],
+            raise ValidationFailed.at(
+                ("body", "current_password"),
+                message,
+                detail=f"current_password {message}",
+                type="missing",
             )
         if not await self._password_matches(user, current_password, client=client):
             raise Forbidden("The current password is wrong")
