@@ -44,7 +44,8 @@ class Authenticator(Protocol):
 
     async def authenticate(self, token: str) -> Principal | None:
         """The principal, or None when the token stands for nobody: malformed, expired, of an
-        ended session, or of an account that is gone or deactivated."""
+        ended session, or of an account that is gone. `get_current_principal` refuses a
+        principal that is not active."""
         ...
 
 

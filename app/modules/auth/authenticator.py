@@ -44,8 +44,9 @@ def read_access_token(token: str, *, key: str, settings: AuthSettings) -> Access
 class TokenAuthenticator:
     """Who an access token stands for, now: its sign-in session must still be live (not
     ended by a logout, a logout-all, a password change or reset or a reused refresh token; not
-    past its absolute or idle end) and its account live and active. One read outside any
-    transaction, so an end committed before the request started is always seen."""
+    past its absolute or idle end) and its account live (one that is not active, core refuses).
+    One read outside any transaction, so an end committed before the request started is
+    always seen."""
 
     def __init__(self, settings: Settings, database: Database) -> None:
         self.key = settings.secret_key
@@ -58,7 +59,7 @@ class TokenAuthenticator:
             return None
         async with self.database.engine.connect() as connection:
             user = await UsersDirectory(connection).get_signed_in(claims.user_id, claims.session_id)
-        if user is None or not user.is_active:
+        if user is None:
             return None
         return Principal(
             id=user.id,

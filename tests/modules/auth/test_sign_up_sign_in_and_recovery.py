@@ -12,7 +12,7 @@ import pytest
 import time_machine
 from fastapi import FastAPI, Request
 from httpx import AsyncClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings, get_app_settings
@@ -411,6 +411,17 @@ async def test_inactive_users_tokens_and_sign_in_are_rejected(
     assert refreshed.status_code == 401
     denied = await client.post(LOGIN_URL, data={"username": "alice", "password": DEFAULT_PASSWORD})
     assert denied.status_code == 401
+
+
+async def test_an_account_made_inactive_behind_the_apis_back_is_refused_at_once(
+    client: AsyncClient, user: User, session: AsyncSession
+) -> None:
+    """Its sign-in session is still live (nothing ended it), yet its access token is a 401."""
+    tokens = await login(client, "alice")
+    assert (await client.get(ME, headers=bearer(tokens["access_token"]))).status_code == 200
+    await session.execute(update(User).where(User.id == user.id).values(is_active=False))
+    await session.commit()
+    assert (await client.get(ME, headers=bearer(tokens["access_token"]))).status_code == 401
 
 
 async def test_every_endpoint_is_documented(client: AsyncClient) -> None:
