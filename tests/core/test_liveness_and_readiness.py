@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 from asgi_lifespan import LifespanManager
 from httpx import AsyncClient
 
@@ -20,30 +21,28 @@ async def test_ready_checks_database_and_redis(client: AsyncClient) -> None:
     assert response.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
 
 
-async def test_ready_is_503_when_redis_is_down(services: Services) -> None:
-    settings = make_settings(services, redis_url="redis://127.0.0.1:1/0", health_timeout=0.5)
-    app = create_app(settings)
+@pytest.mark.parametrize(
+    ("broken", "checks"),
+    [
+        ({"redis_url": "redis://127.0.0.1:1/0"}, {"database": "ok", "redis": "fail"}),
+        (
+            {"database_url": "postgresql://postgres@127.0.0.1:1/none"},
+            {"database": "fail", "redis": "ok"},
+        ),
+    ],
+    ids=["redis down", "database down"],
+)
+async def test_ready_is_503_and_names_the_service_that_is_down(
+    services: Services, broken: dict[str, str], checks: dict[str, str]
+) -> None:
+    app = create_app(make_settings(services, health_timeout=0.5, **broken))
     async with (
         LifespanManager(app),
         http_client(app) as http,
     ):
         response = await http.get("/health/ready")
     assert response.status_code == 503
-    assert response.json() == {"status": "fail", "checks": {"database": "ok", "redis": "fail"}}
-
-
-async def test_ready_is_503_when_database_is_down(services: Services) -> None:
-    settings = make_settings(
-        services, database_url="postgresql://postgres@127.0.0.1:1/none", health_timeout=0.5
-    )
-    app = create_app(settings)
-    async with (
-        LifespanManager(app),
-        http_client(app) as http,
-    ):
-        response = await http.get("/health/ready")
-    assert response.status_code == 503
-    assert response.json()["checks"] == {"database": "fail", "redis": "ok"}
+    assert response.json() == {"status": "fail", "checks": checks}
 
 
 async def test_live_fast_path_handles_head_and_leaves_other_methods_to_the_router(
