@@ -14,7 +14,7 @@ from starlette.requests import HTTPConnection
 
 from app.core.auth import Authenticator
 from app.core.cache import CacheService, set_default_cache
-from app.core.config import Settings, get_settings
+from app.core.config import QueueBroker, Settings, get_settings
 from app.core.db import Database
 from app.core.errors import install_error_handlers, install_problem_docs, problems
 from app.core.events import add_events_middleware
@@ -25,6 +25,7 @@ from app.core.http import DOCS_PATHS, BodySizeLimitMiddleware, security_headers
 from app.core.logging import RequestContextMiddleware, configure_logging
 from app.core.mail import MailService, MailTemplates
 from app.core.modules import DEFAULT_PACKAGES, ModuleSpec, discover_modules
+from app.core.outbox import OutboxRelay, outbox_middleware
 from app.core.queue import broker
 from app.core.ratelimit import RateLimiter, default_rate_limit
 from app.core.redis import create_redis
@@ -48,6 +49,15 @@ def _authenticator(
     return factories[0](settings, database) if factories else None
 
 
+def _outbox_relay(settings: Settings, database: Database) -> OutboxRelay | None:
+    """A worker relays the outbox to the queue (OUTBOX_RELAY_IN_WORKER); with the in-memory
+    queue there is no worker, and the app relays to itself."""
+    in_worker = broker.is_worker_process and settings.outbox_relay_in_worker
+    if in_worker or settings.queue_broker is QueueBroker.MEMORY:
+        return OutboxRelay(database, settings)
+    return None
+
+
 def _lifespan(
     settings: Settings, modules: list[ModuleSpec], module_packages: Iterable[str]
 ) -> object:
@@ -65,11 +75,18 @@ def _lifespan(
         app.state.rate_limiter = RateLimiter(redis, settings)
         app.state.mailer = MailService(settings, MailTemplates.discover(module_packages))
         broker.configure(settings)
+        outbox_middleware.configure(
+            max_retries=settings.queue_max_retries, base_delay=settings.queue_retry_delay
+        )
         if not broker.is_worker_process:  # a worker starts the broker itself
             await broker.startup()
         # In-process tasks (tests, QUEUE_BROKER=memory) get this app's dependencies.
         _running_apps.append(app)
         taskiq_fastapi.populate_dependency_context(broker, app)
+        outbox_middleware.bind(database)
+        app.state.outbox_relay = _outbox_relay(settings, database)
+        if app.state.outbox_relay is not None:
+            app.state.outbox_relay.start()
         if settings.gc_freeze_after_startup:
             # What start-up built lives as long as the process; out of the collector's sight,
             # a full collection no longer walks it while requests wait (docs/performance.md).
@@ -78,13 +95,17 @@ def _lifespan(
             yield
         finally:
             gc.unfreeze()
+            if app.state.outbox_relay is not None:
+                await app.state.outbox_relay.stop()
             await drain_events()
             if not broker.is_worker_process:
                 await broker.shutdown()
             _running_apps.remove(app)
             if _running_apps:
                 taskiq_fastapi.populate_dependency_context(broker, _running_apps[-1])
+                outbox_middleware.bind(_running_apps[-1].state.database)
             else:
+                outbox_middleware.bind(None)
                 broker.dependency_overrides.pop(Request, None)
                 broker.dependency_overrides.pop(HTTPConnection, None)
             set_default_cache(previous_cache)

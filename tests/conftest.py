@@ -26,9 +26,14 @@ from app.core.config import Environment, Settings
 from app.core.db import Base
 from app.core.embedded import EmbeddedRedis, start_postgres
 from app.core.mail.catcher import CatchingHandler, MailCatcher, message_links
-from app.core.queue import broker
 from app.main import create_app
-from tests.support import PROJECT_ROOT, alembic_config, http_client, psycopg_url
+from tests.support import (
+    PROJECT_ROOT,
+    alembic_config,
+    http_client,
+    psycopg_url,
+    queued_work_done,
+)
 
 TEST_DATABASE = "app_test"
 _CATCHERS: dict[int, CatchingHandler] = {}
@@ -104,6 +109,7 @@ def make_settings(services: Services, **overrides: Any) -> Settings:
         # Tasks run in-process; mail goes to the session's catcher (see `mail_outbox`).
         "queue_broker": "memory",
         "queue_retry_delay": 0,
+        "outbox_poll_interval": 0.2,
         "smtp_host": "127.0.0.1",
         "smtp_port": services.smtp_port,
         "rate_limit_default": "10000/minute",
@@ -154,10 +160,10 @@ class MailOutbox(list[EmailMessage]):
             self[:] = self._handler.messages
 
     async def wait(self, count: int = 1, *, within: float = 3.0) -> EmailMessage:
-        """Wait until `count` messages arrived (queued mail included); return the last one."""
+        """Wait until `count` messages arrived (queued mail included: the app's relay sends
+        the outbox to the in-memory queue as entries commit); return the last one."""
         deadline = asyncio.get_running_loop().time() + within
         while True:
-            await broker.wait_all()
             self._sync()
             if len(self) >= count:
                 return self[count - 1]
@@ -201,7 +207,8 @@ async def _clean_slate(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     if "app" not in request.fixturenames:
         return
     application: FastAPI = request.getfixturevalue("app")
-    await broker.wait_all()  # queued work of the test (a mail task) ends before the tables do
+    # Queued work of the test (a mail task) ends before the tables do.
+    await queued_work_done(application)
     tables = [table.name for table in Base.metadata.sorted_tables]
     if tables:
         async with application.state.database.engine.begin() as connection:

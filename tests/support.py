@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 from alembic.config import Config
+from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy.engine import make_url
 from starlette.types import ASGIApp
@@ -48,3 +49,9 @@ def scratch_database(server_url: str, name: str) -> Iterator[str]:
 def http_client(app: ASGIApp) -> AsyncClient:
     """An HTTP client that calls `app` in process (no socket)."""
     return AsyncClient(transport=ASGITransport(app=app), base_url="http://test")
+
+
+async def queued_work_done(app: FastAPI, *, within: float = 10.0) -> None:
+    """Wait until `app`'s outbox has nothing due or in flight, and the in-memory queue has run
+    what it was given (tests use QUEUE_BROKER=memory: the app relays to itself)."""
+    await app.state.outbox_relay.relay_until_idle(within=within)

@@ -66,10 +66,14 @@ class Settings(AppSettings):
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     db_pool_timeout: float = Field(default=5.0, gt=0, le=60)
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
+    # A transaction left idle this long is ended by PostgreSQL: it holds a pooled connection.
+    db_idle_in_transaction_timeout_ms: int = Field(default=30_000, ge=0)
     db_echo: bool = False
 
     redis_url: str | None = None
     redis_timeout: float = Field(default=2.0, gt=0, le=30)
+    # After a failed call Redis counts as down this long: callers fail at once, not after a timeout.
+    redis_retry_after: float = Field(default=2.0, ge=0, le=300)
 
     data_dir: str = ".data"
 
@@ -92,6 +96,8 @@ class Settings(AppSettings):
     server_host: str = "127.0.0.1"
     server_port: int = Field(default=8000, ge=1, le=65535)
     server_workers: int = Field(default=1, ge=1, le=64)
+    # On SIGTERM: seconds in-flight requests may take to finish before connections are closed.
+    server_graceful_timeout: float = Field(default=20.0, gt=0, le=600)
 
     health_timeout: float = Field(default=1.0, gt=0, le=10)
     # gc.freeze() once start-up is over: the collector stops walking the objects that live as
@@ -106,6 +112,15 @@ class Settings(AppSettings):
     queue_retry_delay: float = Field(default=5.0, ge=0, le=3600)
     queue_result_ttl: int = Field(default=3600, ge=1)
     queue_redelivery_timeout: float = Field(default=600.0, gt=0, le=86_400)
+    # On SIGTERM a worker waits this long for running tasks; unfinished ones are redelivered.
+    queue_shutdown_timeout: float = Field(default=20.0, gt=0, le=3600)
+
+    # Transactional outbox: queued work is written with the use case, relayed to the queue.
+    outbox_relay_in_worker: bool = True
+    outbox_poll_interval: float = Field(default=1.0, gt=0, le=60)
+    outbox_batch_size: int = Field(default=100, ge=1, le=10_000)
+    outbox_requeue_after: float = Field(default=3600.0, gt=0, le=7 * 86_400)
+    outbox_keep_done_hours: int = Field(default=24, ge=0, le=24 * 365)
 
     smtp_host: str | None = None
     smtp_port: int = Field(default=25, ge=1, le=65535)
@@ -177,6 +192,11 @@ class Settings(AppSettings):
                     "RATE_LIMIT_ENABLED=false leaves sign-in open to guessing; in production "
                     "set RATE_LIMIT_DISABLED_IN_PRODUCTION=true as well to mean it"
                 )
+        if self.outbox_requeue_after <= self.queue_redelivery_timeout:
+            raise ValueError(
+                "OUTBOX_REQUEUE_AFTER must be longer than QUEUE_REDELIVERY_TIMEOUT: a task the "
+                "queue is still going to redeliver would be queued a second time"
+            )
         if "*" in self.cors_origins and self.cors_allow_credentials:
             raise ValueError(
                 "CORS_ORIGINS=* with CORS_ALLOW_CREDENTIALS=true would let any site send "

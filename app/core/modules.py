@@ -18,7 +18,8 @@ from types import ModuleType
 import typer
 from fastapi import APIRouter
 
-import app.core.sessions  # noqa: F401  (core's own table joins the metadata with the modules')
+import app.core.outbox.models
+import app.core.sessions  # noqa: F401
 from app.core.auth import AuthenticatorFactory
 
 DEFAULT_PACKAGES: tuple[str, ...] = ("app.modules",)

@@ -26,6 +26,7 @@ from fastapi import Depends, Request, Response
 from pydantic import AfterValidator
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from taskiq import TaskiqDepends
 
 from app.core.config import Settings
 from app.core.errors import RateLimited, ServiceUnavailable
@@ -242,7 +243,8 @@ def client_ip(request: Request, trusted: tuple[Network, ...] = ()) -> str:
     return hops[0] if hops else peer
 
 
-async def get_rate_limiter(request: Request) -> RateLimiter:
+# `= TaskiqDepends()` lets tasks resolve it too (taskiq-fastapi supplies the Request).
+async def get_rate_limiter(request: Request = TaskiqDepends()) -> RateLimiter:
     limiter: RateLimiter = request.app.state.rate_limiter
     return limiter
 

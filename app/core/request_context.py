@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
+# The label that carries it with a queued task.
+REQUEST_ID_LABEL = "request_id"
+
 _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 

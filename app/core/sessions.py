@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db.base import Base, UUIDPrimaryKeyMixin, utcnow
+from app.core.db.repository import rows_affected
 
 
 class SignInSession(UUIDPrimaryKeyMixin, Base):
@@ -106,7 +107,7 @@ class SignInSessions:
             )
             .values(ended_at=now)
         )
-        return int(getattr(result, "rowcount", 0) or 0)
+        return rows_affected(result)
 
     async def end_all(
         self,
@@ -123,7 +124,7 @@ class SignInSessions:
         if keep is not None:
             query = query.where(SignInSession.id != keep)
         result = await session.execute(query.values(ended_at=now))
-        return int(getattr(result, "rowcount", 0) or 0)
+        return rows_affected(result)
 
     async def purge(self, session: AsyncSession, *, before: datetime) -> int:
         """Delete sessions that ended, or ran out, before `before`."""
@@ -136,4 +137,4 @@ class SignInSessions:
                 )
             )
         )
-        return int(getattr(result, "rowcount", 0) or 0)
+        return rows_affected(result)

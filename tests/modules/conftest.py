@@ -19,6 +19,7 @@ os.environ["USERS_PASSWORD_HASH_MEMORY_KIB"] = "1024"
 os.environ["USERS_PASSWORD_HASH_PARALLELISM"] = "1"
 
 from app.core.config import Settings, get_app_settings
+from app.core.queue import broker
 from app.modules.auth.config import AuthSettings, get_auth_settings, load_auth_settings
 from app.modules.users.config import load_users_settings
 from app.modules.users.models import User
@@ -79,15 +80,18 @@ async def admin_headers(client: AsyncClient, admin: User) -> Headers:
 
 @pytest.fixture
 def auth_settings(app: FastAPI) -> Iterator[Callable[..., AuthSettings]]:
-    """Replace the auth settings for this test: `auth_settings(unverified_login_allowed=False)`."""
+    """Replace the auth settings for this test's requests and tasks:
+    `auth_settings(unverified_login_allowed=False)`."""
 
     def override(**values: Any) -> AuthSettings:
         configured = AuthSettings(_env_file=None, **values)
         app.dependency_overrides[get_auth_settings] = lambda: configured
+        broker.dependency_overrides[get_auth_settings] = lambda: configured
         return configured
 
     yield override
     app.dependency_overrides.pop(get_auth_settings, None)
+    broker.dependency_overrides.pop(get_auth_settings, None)
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from httpx import AsyncClient
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.queue import broker
 from app.core.sessions import SignInSession
 from app.modules.auth.config import AuthSettings
 from app.modules.auth.models import RefreshToken
@@ -30,6 +29,7 @@ from tests.conftest import TEST_SECRET, MailOutbox, Services
 from tests.modules.conftest import auth_settings
 from tests.reliability.conftest import Headers, Uvicorn, bearer, login, server_env
 from tests.reliability.figures import record
+from tests.support import queued_work_done
 
 __all__ = ["auth_settings"]
 
@@ -175,6 +175,7 @@ async def test_256_connections_on_a_user_lookup_no_error_no_timeout(
 # Not measured by coverage: it repeats paths the functional tests cover, many times over.
 @pytest.mark.no_cover
 async def test_200_concurrent_registrations_of_one_email_make_one_user(
+    app: FastAPI,
     client: AsyncClient,
     session: AsyncSession,
     auth_settings: Callable[..., AuthSettings],
@@ -198,7 +199,7 @@ async def test_200_concurrent_registrations_of_one_email_make_one_user(
     )
     assert users == 1
     # The address gets the verification link and at most its mail budget of notices.
-    await broker.wait_all()
+    await queued_work_done(app)
     await mail_outbox.wait(1)
     assert len(mail_outbox) <= 3
 

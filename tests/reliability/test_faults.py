@@ -35,7 +35,7 @@ from tests.conftest import Services, make_settings
 from tests.factories.users import create_user
 from tests.reliability.conftest import bearer, free_port, login, server_env, wait_until
 from tests.reliability.figures import record
-from tests.support import PROJECT_ROOT, alembic_config, http_client
+from tests.support import PROJECT_ROOT, alembic_config, http_client, queued_work_done
 
 RECOVERY_LIMIT = 5.0
 
@@ -258,6 +258,7 @@ async def test_queued_mail_waits_out_an_smtp_outage(faulty_app: FastAPI) -> None
         faulty_app.state.settings.model_copy(update={"smtp_port": port, "smtp_timeout": 2}),
         faulty_app.state.mailer.templates,
     )
+    await queued_work_done(faulty_app)  # earlier tests' mail is not this catcher's
     # The task resolves its mailer from the app's state, as a worker does.
     previous = faulty_app.state.mailer
     faulty_app.state.mailer = mailer

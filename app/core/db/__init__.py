@@ -13,7 +13,7 @@ from app.core.db.engine import (
     release_connection,
 )
 from app.core.db.listing import FilterSpec, ListParams, Page, list_params
-from app.core.db.repository import BaseRepository
+from app.core.db.repository import BaseRepository, rows_affected
 
 __all__ = [
     "Base",
@@ -33,5 +33,6 @@ __all__ = [
     "get_session",
     "list_params",
     "release_connection",
+    "rows_affected",
     "utcnow",
 ]

@@ -26,8 +26,15 @@ class Database:
 
     def __init__(self, settings: Settings) -> None:
         connect_args: dict[str, object] = {"connect_timeout": max(1, int(settings.db_pool_timeout))}
-        if settings.db_statement_timeout_ms:
-            connect_args["options"] = f"-c statement_timeout={settings.db_statement_timeout_ms}"
+        # Server-side bounds: a runaway statement, and a transaction left open and idle (it would
+        # hold its pooled connection and its row locks) are ended by PostgreSQL itself.
+        timeouts = {
+            "statement_timeout": settings.db_statement_timeout_ms,
+            "idle_in_transaction_session_timeout": settings.db_idle_in_transaction_timeout_ms,
+        }
+        options = " ".join(f"-c {name}={value}" for name, value in timeouts.items() if value)
+        if options:
+            connect_args["options"] = options
         # Autocommit unless a session's transaction is open: `engine.begin()` on this engine
         # is not a transaction (each statement commits); use a session, or
         # `engine.execution_options(isolation_level="READ COMMITTED").begin()`.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, CursorResult, Result, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute
 
@@ -14,6 +14,12 @@ from app.core.db.listing import Filter, ListParams
 from app.core.errors import NotFound
 
 ModelT = TypeVar("ModelT", bound=DeclarativeBase)
+
+
+def rows_affected(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE changed (`AsyncSession.execute` is typed to return
+    a plain `Result`; for those statements it is a `CursorResult`)."""
+    return result.rowcount if isinstance(result, CursorResult) else 0
 
 
 class BaseRepository(Generic[ModelT]):

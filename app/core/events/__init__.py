@@ -8,7 +8,7 @@ publish(session, UserRegistered(user_id=user.id)); await session.commit()
 @listener(UserRegistered)                  # in-process, after the response is sent
 async def welcome(event: UserRegistered) -> None: ...
 
-@listener(UserRegistered, queued=True)     # a task: durable, retried, taskiq DI available
+@listener(UserRegistered, queued=True)     # through the outbox: commits with the use case, retried
 async def send_mail(event: UserRegistered, mail: Annotated[...]) -> None: ...
 """
 

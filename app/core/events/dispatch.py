@@ -1,9 +1,12 @@
-"""Events attached to the SQLAlchemy session, handed to fastapi-events after commit.
+"""Events published on a SQLAlchemy session: queued listeners through the outbox, in the
+session's transaction; in-process listeners handed to fastapi-events after commit.
 
-In a request, fastapi-events' ASGI middleware runs the listeners once the response has been
-sent; outside a request (a task, the CLI) they start right after the commit (`await drain()`
-waits for them). A rollback, or a session closed without commit, discards the events.
-A failing listener is logged and never reaches the publisher.
+A queued listener is an outbox entry written when the event is published: it commits with the
+use case or not at all, and is retried until it succeeds (or is dead-lettered). An in-process
+listener runs, in a request, once fastapi-events' ASGI middleware has sent the response;
+outside a request (a task, the CLI) right after the commit (`await drain()` waits for them).
+A rollback, or a session closed without commit, discards the events. A failing in-process
+listener is logged and never reaches the publisher.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
+from app.core.outbox import enqueue
 from app.core.queue import broker
 
 log = structlog.get_logger("app.events")
@@ -86,17 +90,16 @@ def listeners_for(event_type: type[BaseEvent]) -> list[Listener]:
 
 async def _run_listener(entry: Listener, event: BaseEvent) -> None:
     try:
-        if entry.queued:
-            await entry.task.kiq(event.model_dump(mode="json"))
-        else:
-            await entry.func(event)
+        await entry.func(event)
     except Exception:
         log.exception("listener_failed", listener=entry.name, event_name=event.__event_name__)
 
 
 async def deliver(event: BaseEvent) -> None:
-    """Run (or queue) every listener of `event`, concurrently; failures are only logged."""
-    await asyncio.gather(*(_run_listener(entry, event) for entry in listeners_for(type(event))))
+    """Run every in-process listener of `event`, concurrently; failures are only logged."""
+    await asyncio.gather(
+        *(_run_listener(entry, event) for entry in listeners_for(type(event)) if not entry.queued)
+    )
 
 
 class ListenerHandler(BaseEventHandler):
@@ -117,8 +120,15 @@ def add_events_middleware(app: FastAPI) -> None:
 
 
 def publish(session: AsyncSession | Session, event: BaseEvent) -> None:
-    """Attach `event` to the session's transaction: dispatched after commit, dropped on
-    rollback. Call it inside the use case, before `await session.commit()`."""
+    """Attach `event` to the session's transaction: its queued listeners are written to the
+    outbox now, its in-process listeners run after commit; a rollback drops both. Call it
+    inside the use case, before `await session.commit()`."""
+    listeners = listeners_for(type(event))
+    for entry in listeners:
+        if entry.queued:
+            enqueue(session, entry.task, event.model_dump(mode="json"))
+    if all(entry.queued for entry in listeners):
+        return
     sync_session = session.sync_session if isinstance(session, AsyncSession) else session
     # The publisher's context: tells after-commit whether a request is in flight.
     pending = sync_session.info.setdefault(_PENDING_KEY, [])

@@ -1,4 +1,5 @@
-"""Mail: the `Mailer` dependency, module templates ("auth/verify_email"), send now or queued."""
+"""Mail: the `Mailer` dependency, module templates ("auth/verify_email"), send now or through
+the outbox."""
 
 from app.core.mail.service import (
     Attachment,
@@ -8,6 +9,7 @@ from app.core.mail.service import (
     RenderedMail,
     get_mailer,
     send_mail_task,
+    send_template_task,
 )
 
 __all__ = [
@@ -18,4 +20,5 @@ __all__ = [
     "RenderedMail",
     "get_mailer",
     "send_mail_task",
+    "send_template_task",
 ]

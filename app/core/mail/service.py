@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import aiosmtplib
 import structlog
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 from taskiq import TaskiqDepends
 
 from app.core.config import Settings
 from app.core.modules import DEFAULT_PACKAGES, discover_modules
+from app.core.outbox import RunOnce, enqueue
 from app.core.queue import broker
 
 if TYPE_CHECKING:
@@ -186,22 +188,22 @@ class MailService:
             self.render(to=to, template=template, context=context, attachments=attachments)
         )
 
-    async def queue(self, message: EmailMessage) -> None:
-        """Send through the task queue: retried with backoff while the SMTP server fails."""
-        await send_mail_task.kiq(message.as_string())
+    def queue(self, session: AsyncSession, message: EmailMessage) -> None:
+        """Send from a worker, through the outbox: committed with the session's transaction,
+        retried with backoff while the SMTP server fails, sent once."""
+        enqueue(session, send_mail_task, message.as_string())
 
-    async def queue_template(
+    def queue_template(
         self,
+        session: AsyncSession,
         *,
         to: str | Sequence[str],
         template: str,
         context: dict[str, Any] | None = None,
-        attachments: Sequence[Attachment] = (),
     ) -> None:
-        """Render now (template errors surface to the caller), send from a worker."""
-        await self.queue(
-            self.render(to=to, template=template, context=context, attachments=attachments)
-        )
+        """Render and send from a worker, through the outbox (see `queue`); the context must
+        be JSON values. A web process never loads the templates."""
+        enqueue(session, send_template_task, to, template, dict(context or {}))
 
 
 # `= TaskiqDepends()` lets tasks resolve it too (taskiq-fastapi supplies the Request).
@@ -214,7 +216,20 @@ Mailer = Annotated[MailService, Depends(get_mailer)]
 
 
 @broker.task(task_name="core.mail.send")
-async def send_mail_task(raw_message: str, mailer: MailService = TaskiqDepends(get_mailer)) -> None:
+async def send_mail_task(
+    raw_message: str, once: RunOnce = None, mailer: MailService = TaskiqDepends(get_mailer)
+) -> None:
     message = email.message_from_string(raw_message, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
     await mailer.send(message)
+
+
+@broker.task(task_name="core.mail.send_template")
+async def send_template_task(
+    to: str | list[str],
+    template: str,
+    context: dict[str, Any],
+    once: RunOnce = None,
+    mailer: MailService = TaskiqDepends(get_mailer),
+) -> None:
+    await mailer.send_template(to=to, template=template, context=context)

@@ -17,8 +17,9 @@ retry), `schedule=[{"cron": "0 * * * *"}]`. Run `app worker` and one `app schedu
 from taskiq import TaskiqDepends
 
 from app.core.queue.broker import AppBroker, broker
-from app.core.queue.middleware import REQUEST_ID_LABEL, RequestIdMiddleware, RetryMiddleware
+from app.core.queue.middleware import RequestIdMiddleware, RetryMiddleware
 from app.core.queue.scheduler import scheduler, send_due_tasks
+from app.core.request_context import REQUEST_ID_LABEL
 
 __all__ = [
     "REQUEST_ID_LABEL",

@@ -7,16 +7,27 @@ import random
 from typing import Any
 
 import structlog
-from taskiq import TaskiqMessage, TaskiqMiddleware, TaskiqResult
+from taskiq import NoResultError, TaskiqMessage, TaskiqMiddleware, TaskiqResult
 from taskiq.kicker import AsyncKicker
 from taskiq.middlewares.smart_retry_middleware import SmartRetryMiddleware
 
-from app.core.request_context import current_request_id, set_request_id
+from app.core.request_context import REQUEST_ID_LABEL, current_request_id, set_request_id
 
-REQUEST_ID_LABEL = "request_id"
 MAX_RETRY_DELAY = 60.0
+# The outbox entry (and its attempt) a message was sent for, when the outbox sent it.
+OUTBOX_ENTRY_LABEL = "outbox_entry"
+OUTBOX_ATTEMPT_LABEL = "outbox_attempt"
 
 log = structlog.get_logger("app.queue")
+
+
+def backoff_delay(base: float, retries: int) -> float:
+    """Seconds before retry number `retries` (1, 2 ...): base, 2*base, 4*base ... capped at
+    MAX_RETRY_DELAY, plus up to a quarter of jitter so a burst of failures spreads out."""
+    delay = min(base * 2.0 ** (retries - 1), MAX_RETRY_DELAY)
+    if delay:
+        delay += random.uniform(0, delay / 4)  # noqa: S311 - jitter, not crypto
+    return delay
 
 
 class RequestIdMiddleware(TaskiqMiddleware):
@@ -39,6 +50,8 @@ class RequestIdMiddleware(TaskiqMiddleware):
     def on_error(
         self, message: TaskiqMessage, result: TaskiqResult[Any], exception: BaseException
     ) -> None:
+        if isinstance(exception, NoResultError):
+            return  # the task chose not to run (a duplicate delivery): not a failure
         log.warning(
             "task_failed",
             error=type(exception).__name__,
@@ -63,12 +76,12 @@ class RetryMiddleware(SmartRetryMiddleware):
         self.default_retry_count = max_retries + 1
         self.default_delay = base_delay
 
+    def is_retry_on_error(self, message: TaskiqMessage) -> bool:
+        # A task sent by the outbox is retried by the outbox (durably), not from memory.
+        return OUTBOX_ENTRY_LABEL not in message.labels and super().is_retry_on_error(message)
+
     def make_delay(self, message: TaskiqMessage, retries: int) -> float:
-        base = float(message.labels.get("delay", self.default_delay))
-        delay: float = min(base * 2 ** (retries - 1), MAX_RETRY_DELAY)
-        if self.use_jitter and delay:
-            delay += random.uniform(0, delay / 4)  # noqa: S311 - jitter, not crypto
-        return delay
+        return backoff_delay(float(message.labels.get("delay", self.default_delay)), retries)
 
     async def on_send(
         self, kicker: AsyncKicker[Any, Any], message: TaskiqMessage, delay: float

@@ -1,8 +1,9 @@
 """The mail the auth module sends about an account, prepared where it is sent (a worker).
 
-A request only names the kind and the address (`AccountMail`, an email address): whether an
-account exists, and the single-use token of its link, are decided here. So requests answer
-alike for any address, and no raw token is written to the queue.
+A request only names the kind and the address (`AccountMail`, an email address), through the
+outbox: whether an account exists, whether the address's mail budget allows another mail, and
+the single-use token of its link, are decided here. So requests answer alike for any address,
+and no raw token is written to the outbox or the queue.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import Database, get_database, release_connection, utcnow
 from app.core.mail import MailService, get_mailer
+from app.core.outbox import RunOnce
 from app.core.queue import TaskiqDepends, broker
+from app.core.ratelimit import RateLimiter, get_rate_limiter
 from app.core.security import hash_token, new_opaque_token
-from app.modules.auth.config import AuthSettings, load_auth_settings
+from app.modules.auth.config import AuthSettings, get_auth_settings
 from app.modules.auth.models import ActionToken, TokenPurpose
 from app.modules.auth.repositories import ActionTokenRepository
 from app.modules.users import UserDTO, UsersGateway
@@ -33,15 +36,29 @@ class AccountMail(enum.StrEnum):
 
 class AccountMailer:
     def __init__(
-        self, *, session: AsyncSession, settings: AuthSettings, mailer: MailService
+        self,
+        *,
+        session: AsyncSession,
+        settings: AuthSettings,
+        mailer: MailService,
+        limiter: RateLimiter,
     ) -> None:
         self.session = session
         self.settings = settings
         self.mailer = mailer
+        self.limiter = limiter
         self.users = UsersGateway(session)
         self.action_tokens = ActionTokenRepository()
 
     async def send(self, kind: AccountMail, email: str) -> None:
+        """At most AUTH_EMAIL_RATE_LIMIT mails per address; beyond it nothing is sent (links
+        mailed earlier keep working)."""
+        budget = await self.limiter.peek_hit(
+            key=hash_token(email.lower()), limit=self.settings.email_rate_limit, scope="auth.mail"
+        )
+        if not budget.allowed:
+            log.info("account_mail_not_sent", kind=kind.value, reason="address budget spent")
+            return
         user = await self.users.get_by_email(email)
         await release_connection(self.session)  # no connection held while SMTP answers
         if user is None or not user.is_active:
@@ -88,16 +105,39 @@ class AccountMailer:
         )
 
 
+async def send_account_mail_now(
+    kind: AccountMail,
+    email: str,
+    *,
+    database: Database,
+    settings: AuthSettings,
+    mailer: MailService,
+    limiter: RateLimiter,
+) -> None:
+    async with database.sessionmaker() as session:
+        account_mailer = AccountMailer(
+            session=session, settings=settings, mailer=mailer, limiter=limiter
+        )
+        await account_mailer.send(kind, email)
+
+
 @broker.task(task_name="auth.send_account_mail")
 async def send_account_mail(
     kind: str,
     email: str,
+    once: RunOnce = None,
     database: Database = TaskiqDepends(get_database),
+    settings: AuthSettings = TaskiqDepends(get_auth_settings),
     mailer: MailService = TaskiqDepends(get_mailer),
+    limiter: RateLimiter = TaskiqDepends(get_rate_limiter),
 ) -> None:
-    """Retried on SMTP failure; a retry makes a new link, the first one stays valid."""
-    async with database.sessionmaker() as session:
-        account_mailer = AccountMailer(
-            session=session, settings=load_auth_settings(), mailer=mailer
-        )
-        await account_mailer.send(AccountMail(kind), email)
+    """Queued through the outbox, sent once per entry; retried on SMTP failure (a retry makes
+    a new link, the first one stays valid)."""
+    await send_account_mail_now(
+        AccountMail(kind),
+        email,
+        database=database,
+        settings=settings,
+        mailer=mailer,
+        limiter=limiter,
+    )

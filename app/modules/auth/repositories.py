@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import rows_affected
 from app.modules.auth.models import ActionToken, RefreshToken, TokenPurpose
 
 
@@ -43,7 +44,7 @@ class RefreshTokenRepository:
                 or_(RefreshToken.expires_at < before, RefreshToken.rotated_at < before)
             )
         )
-        return int(getattr(result, "rowcount", 0) or 0)
+        return rows_affected(result)
 
 
 class ActionTokenRepository:
@@ -91,4 +92,4 @@ class ActionTokenRepository:
                 or_(ActionToken.expires_at < before, ActionToken.used_at < before)
             )
         )
-        return int(getattr(result, "rowcount", 0) or 0)
+        return rows_affected(result)

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import utcnow
 from app.core.errors import AppError, Forbidden, Unauthorized
+from app.core.outbox import enqueue
 from app.core.ratelimit import RateLimiter
 from app.core.security import encode_jwt, hash_token, new_opaque_token
 from app.core.sessions import SignInSession, SignInSessions
@@ -95,7 +96,9 @@ class AuthService:
 
     async def register(self, data: RegisterIn, *, client: str) -> None:
         """The same answer whether the address is new or taken: a new one gets an account and
-        a verification link, a taken one a note to its owner. A taken username is a 409."""
+        a verification link (the auth module's listener of `UserRegistered`, queued with the
+        account in one transaction), a taken one a note to its owner. A taken username is a
+        409."""
         await self.limiter.hit(
             key=client, limit=self.settings.register_rate_limit_ip, scope="auth.register.ip"
         )
@@ -107,19 +110,12 @@ class AuthService:
             # both answers take the same time.
             security_log.info("registration_with_taken_email", security_event=True)
             await self._queue_mail(AccountMail.REGISTRATION_ATTEMPT, data.email)
-            return
-        await self._queue_mail(AccountMail.VERIFY_EMAIL, data.email)
 
     async def _queue_mail(self, kind: AccountMail, email: str) -> None:
-        """At most AUTH_EMAIL_RATE_LIMIT mails per address; beyond it the request is answered
-        alike and nothing is sent (links mailed earlier keep working)."""
-        address = await self.limiter.peek_hit(
-            key=hash_token(email.lower()), limit=self.settings.email_rate_limit, scope="auth.mail"
-        )
-        if address.allowed:
-            await send_account_mail.kiq(kind.value, email)
-        else:
-            log.info("account_mail_skipped", kind=kind.value, reason="address budget spent")
+        """Through the outbox: the worker decides whether there is an account to mail and
+        whether the address's mail budget allows it (`mail.AccountMailer`)."""
+        enqueue(self.session, send_account_mail, kind.value, email)
+        await self.session.commit()
 
     async def request_mail(self, kind: AccountMail, *, email: str, client: str) -> None:
         """Resend a verification link or send a reset link: budgeted per client first (one
@@ -297,9 +293,8 @@ class AuthService:
         if not user.is_active:
             raise InvalidActionToken(INVALID_LINK)
         # Hashed before anything is locked or written; then, in one transaction, the new hash,
-        # the spent token and the end of every session.
+        # the spent token, the end of every session and the notice to the address.
         await self.users.set_password(user.id, new_password)
         await self._spend(row)
         await self.session.commit()
         security_log.info("password_reset", security_event=True, user_id=str(user.id))
-        await self.users.tell_password_changed(user.id)

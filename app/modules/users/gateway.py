@@ -68,14 +68,10 @@ class UsersGateway:
         the address changed since the link was mailed, or the account is gone."""
         return await self._service.mark_verified(user_id=user_id, email=email)
 
-    async def tell_password_changed(self, user_id: uuid.UUID) -> None:
-        """Mail the account's address that its password changed (after the caller's commit)."""
-        await self._service.tell_password_changed(user_id=user_id)
-
     async def set_password(self, user_id: uuid.UUID, password: str) -> None:
         """Check and hash the password (no connection held while hashing: call it with no
-        unflushed changes), set it and end every sign-in session; the caller commits, with
-        its own changes."""
+        unflushed changes), set it, end every sign-in session and tell the account's address;
+        the caller commits, with its own changes."""
         user = await self._service.find(user_id=user_id)
         if user is None:
             raise NotFound("User not found")

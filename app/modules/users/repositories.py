@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import RowMapping, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from app.core.db import BaseRepository, utcnow
+from app.core.db import BaseRepository, rows_affected, utcnow
 from app.core.sessions import live_session
 from app.modules.users.models import Role, User
 from app.modules.users.schemas import UserDTO
@@ -96,7 +96,7 @@ class UserRepository(BaseRepository[User]):
             .values(is_verified=True, version=User.version + 1, updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )
-        return bool(getattr(result, "rowcount", 0))
+        return bool(rows_affected(result))
 
     async def count_active_admins(self, session: AsyncSession) -> int:
         """The live, active administrators, their rows locked until the transaction ends: two

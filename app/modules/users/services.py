@@ -148,8 +148,9 @@ class UsersService:
         """The password check every flow shares (sign-in, changing the password or the email,
         deleting the account): budgeted, run with no connection held, refunded when right."""
         account = f"user:{user.id}"
+        # Neither Redis nor argon2 is waited on with a connection held.
+        await release_connection(self.session)
         spent = await self._spend_password_attempt(account, client)
-        await release_connection(self.session)  # argon2 runs with no connection held
         ok, new_hash = await self.hasher.verify(password, user.password_hash)
         if not ok:
             security_log.warning(
@@ -172,8 +173,8 @@ class UsersService:
         if user is not None:
             return user if await self._password_matches(user, password, client=client) else None
         unknown = f"login:{hash_token(login.strip().lower())}"
-        await self._spend_password_attempt(unknown, client)
         await release_connection(self.session)
+        await self._spend_password_attempt(unknown, client)
         await self.hasher.burn(password)
         security_log.warning("sign_in_unknown_account", security_event=True, client=client)
         return None
@@ -306,6 +307,7 @@ class UsersService:
         except EmailTaken:
             # "Taken" tells whether an address has an account here: each such answer costs a
             # password attempt, so asking is bounded by the account's password budget.
+            await release_connection(self.session)
             await self._spend_password_attempt(f"user:{user.id}", client)
             raise
         old_email = user.email
@@ -319,11 +321,12 @@ class UsersService:
         if changes.get("is_active") is False:  # a deactivated account is signed out everywhere
             await self.session.flush()  # the row locked first: a sign-in under way waits
             await self.sessions.end_all(self.session, user_id=user.id, now=utcnow())
+        if moved:  # the old address hears of it, in the same transaction
+            self._tell(old_email, "users/email_changed", user, new_email=user.email)
         await self._commit_unique()
         await self.session.refresh(user)
         if moved:
             security_log.info("email_changed", security_event=True, user_id=str(user.id))
-            await self._tell(old_email, "users/email_changed", user, new_email=user.email)
         return user
 
     async def delete(
@@ -365,13 +368,12 @@ class UsersService:
         )
         await self.set_password(user=user, password=new_password, keep_session_id=keep_session_id)
         await self.session.commit()
-        await self._tell(user.email, "users/password_changed", user)
 
     async def set_password(
         self, *, user: User, password: str, keep_session_id: uuid.UUID | None = None
     ) -> None:
-        """Check, hash and set a new password, ending every session but `keep_session_id`;
-        the caller commits, with its own changes."""
+        """Check, hash and set a new password, ending every session but `keep_session_id`
+        and telling the account's address; the caller commits, with its own changes."""
         user.password_hash = await self._hash_new_password(
             password, field="new_password", username=user.username, email=user.email
         )
@@ -382,6 +384,7 @@ class UsersService:
             self.session, user_id=user.id, now=utcnow(), keep=keep_session_id
         )
         publish(self.session, UserPasswordChanged(user_id=user.id, keep_session_id=keep_session_id))
+        self._tell(user.email, "users/password_changed", user)
         security_log.info("password_changed", security_event=True, user_id=str(user.id))
 
     async def mark_verified(self, *, user_id: uuid.UUID, email: str) -> bool:
@@ -389,17 +392,16 @@ class UsersService:
         False when the address changed since (or the account is gone)."""
         return await self.users.mark_verified(self.session, id=user_id, email=email)
 
-    async def tell_password_changed(self, *, user_id: uuid.UUID) -> None:
-        user = await self.users.get_or_none(self.session, id=user_id)
-        if user is not None:
-            await self._tell(user.email, "users/password_changed", user)
-
-    async def _tell(self, address: str, template: str, user: User, **context: Any) -> None:
-        """Mail an address about a change to its account (queued, after the commit)."""
+    def _tell(self, address: str, template: str, user: User, **context: Any) -> None:
+        """Mail an address about a change to its account, through the outbox: it is sent if,
+        and only if, the change commits."""
         if self.mailer is None:
             raise RuntimeError("telling an account about a change needs the mailer")
-        await self.mailer.queue_template(
-            to=address, template=template, context={"username": user.username, **context}
+        self.mailer.queue_template(
+            self.session,
+            to=address,
+            template=template,
+            context={"username": user.username, **context},
         )
 
 

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import DBSession
 from app.core.errors import Conflict
 from app.core.events import BaseEvent, drain, listener, publish
-from app.core.queue import broker
+from app.core.outbox import OutboxEntry
+from tests.support import queued_work_done
 
 received: list[tuple[str, int]] = []
 
@@ -33,29 +34,39 @@ async def remember_later(event: ThingHappened) -> None:
     received.append(("queued", event.thing_id))
 
 
-async def _settle() -> None:
+async def _settle(app: FastAPI) -> None:
     await drain()
-    await broker.wait_all()
+    await queued_work_done(app)
 
 
-async def test_commit_delivers_to_local_and_queued_listeners(session: AsyncSession) -> None:
+async def _outbox_entries(app: FastAPI) -> int:
+    async with app.state.database.engine.connect() as connection:
+        return int(await connection.scalar(select(func.count()).select_from(OutboxEntry)) or 0)
+
+
+async def test_commit_delivers_to_local_and_queued_listeners(
+    app: FastAPI, session: AsyncSession
+) -> None:
     received.clear()
     publish(session, ThingHappened(thing_id=1))
     assert received == []  # nothing before the commit
+    assert await _outbox_entries(app) == 0  # the queued listener is not visible yet either
     await session.execute(text("SELECT 1"))
     await session.commit()
-    await _settle()
+    assert await _outbox_entries(app) == 1  # committed with the use case
+    await _settle(app)
     assert sorted(received) == [("local", 1), ("queued", 1)]
 
 
-async def test_rollback_discards_events(session: AsyncSession) -> None:
+async def test_rollback_discards_events(app: FastAPI, session: AsyncSession) -> None:
     received.clear()
     publish(session, ThingHappened(thing_id=2))
     await session.execute(text("SELECT 1"))
     await session.rollback()
     await session.commit()  # a later commit does not resurrect them
-    await _settle()
+    await _settle(app)
     assert received == []
+    assert await _outbox_entries(app) == 0
 
 
 async def test_session_closed_without_commit_publishes_nothing(app: FastAPI) -> None:
@@ -63,8 +74,9 @@ async def test_session_closed_without_commit_publishes_nothing(app: FastAPI) -> 
     async with app.state.database.sessionmaker() as session:
         publish(session, ThingHappened(thing_id=3))
         await session.execute(text("SELECT 1"))
-    await _settle()
+    await _settle(app)
     assert received == []
+    assert await _outbox_entries(app) == 0
 
 
 async def test_in_request_listeners_run_after_response_and_failures_stay_isolated(
@@ -88,5 +100,5 @@ async def test_in_request_listeners_run_after_response_and_failures_stay_isolate
     assert response.status_code == 200  # the exploding listener did not leak into it
     failed = await client.post("/_test/thing-fails")
     assert failed.status_code == 409
-    await _settle()
+    await _settle(app)
     assert sorted(received) == [("local", 4), ("queued", 4)]

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.mail import Attachment, MailService, MailTemplates
+from app.core.outbox import OutboxEntry
 from tests.conftest import MailOutbox
+from tests.support import queued_work_done
 
 
 @pytest.fixture
@@ -43,16 +48,42 @@ async def test_send_template_has_text_html_and_attachment(
     assert mail_outbox.links() == ["http://test/verify?t=abc"]
 
 
-async def test_queued_mail_is_retried_after_smtp_failure(
-    mailer: MailService, mail_outbox: MailOutbox
+async def test_queued_mail_goes_out_with_the_commit_and_is_retried_after_smtp_failure(
+    app: FastAPI, session: AsyncSession, mailer: MailService, mail_outbox: MailOutbox
 ) -> None:
     mail_outbox.fail_next(2)
-    await mailer.queue_template(
+    message = mailer.render(
         to="bob@example.com", template="demo/welcome", context={"name": "Bob", "link": "x"}
     )
-    message = await mail_outbox.wait()
-    assert message["Subject"] == "Welcome, Bob!"
+    mailer.queue(session, message)
+    await asyncio.sleep(0.3)
+    assert len(mail_outbox) == 0  # nothing leaves before the commit
+    await session.commit()
+    received = await mail_outbox.wait()
+    assert received["Subject"] == "Welcome, Bob!"
+    await queued_work_done(app)
     assert len(mail_outbox) == 1
+    entry = (await session.scalars(select(OutboxEntry))).one()
+    assert (entry.status, entry.attempts) == ("done", 3)  # two SMTP failures, then sent
+
+
+async def test_template_mail_is_rendered_by_the_worker(
+    app: FastAPI, session: AsyncSession, mail_outbox: MailOutbox
+) -> None:
+    mailer: MailService = app.state.mailer
+    mailer.queue_template(
+        session,
+        to="carol@example.com",
+        template="users/password_changed",
+        context={"username": "carol"},
+    )
+    await session.flush()
+    entry = (await session.scalars(select(OutboxEntry))).one()
+    assert entry.task_name == "core.mail.send_template"  # the template, not its rendering
+    await session.commit()
+    received = await mail_outbox.wait()
+    assert received["To"] == "carol@example.com"
+    assert "carol" in received.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
 
 
 async def test_app_mailer_discovers_module_templates(app: FastAPI) -> None:

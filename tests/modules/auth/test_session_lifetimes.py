@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from fastapi import FastAPI
 from httpx import AsyncClient
+from sqlalchemy import select
 
-from app.core.queue import broker
+from app.core.outbox import OutboxEntry, OutboxRelay
 from app.modules.auth.config import AuthSettings
 from app.modules.users.models import User
 from tests.factories.users import DEFAULT_PASSWORD
@@ -65,25 +67,29 @@ async def test_refreshing_keeps_a_session_alive_only_until_its_absolute_end(
 
 
 async def test_a_password_change_ends_the_other_sessions_without_the_queue(
-    client: AsyncClient, user: User, monkeypatch: pytest.MonkeyPatch
+    app: FastAPI, client: AsyncClient, user: User
 ) -> None:
     here = await login(client, "alice")
     elsewhere = await login(client, "alice")
-    dropped: list[object] = []
-
-    async def drop(message: object) -> None:  # a queue that never delivers
-        dropped.append(message)
-
-    monkeypatch.setattr(broker, "kick", drop)
-    changed = await client.put(
-        f"{ME}/password",
-        json={"current_password": DEFAULT_PASSWORD, "new_password": "orbit-lantern-quietly"},
-        headers=bearer(here["access_token"]),
-    )
-    assert changed.status_code == 204
-    assert dropped  # the notice mail went to the (broken) queue, nothing else depends on it
-    assert (await client.get(ME, headers=bearer(elsewhere["access_token"]))).status_code == 401
-    assert (
-        await client.post(REFRESH, json={"refresh_token": elsewhere["refresh_token"]})
-    ).status_code == 401
-    assert (await client.get(ME, headers=bearer(here["access_token"]))).status_code == 200
+    relay: OutboxRelay = app.state.outbox_relay
+    await relay.stop()  # nothing reaches the queue meanwhile
+    try:
+        changed = await client.put(
+            f"{ME}/password",
+            json={"current_password": DEFAULT_PASSWORD, "new_password": "orbit-lantern-quietly"},
+            headers=bearer(here["access_token"]),
+        )
+        assert changed.status_code == 204
+        assert (await client.get(ME, headers=bearer(elsewhere["access_token"]))).status_code == 401
+        assert (
+            await client.post(REFRESH, json={"refresh_token": elsewhere["refresh_token"]})
+        ).status_code == 401
+        assert (await client.get(ME, headers=bearer(here["access_token"]))).status_code == 200
+        async with app.state.database.sessionmaker() as session:
+            waiting = (await session.scalars(select(OutboxEntry))).all()
+        # The notice mail waits in the outbox, committed with the change; nothing else did.
+        assert [(entry.task_name, entry.status) for entry in waiting] == [
+            ("core.mail.send_template", "pending")
+        ]
+    finally:
+        relay.start()

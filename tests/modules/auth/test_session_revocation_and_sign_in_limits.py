@@ -8,11 +8,11 @@ import uuid
 from collections.abc import Callable
 
 import pytest
+from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.queue import broker
 from app.core.sessions import SignInSession
 from app.modules.auth.config import AuthSettings
 from app.modules.auth.models import RefreshToken
@@ -20,6 +20,7 @@ from app.modules.users.models import User
 from tests.conftest import MailOutbox
 from tests.factories.users import DEFAULT_PASSWORD
 from tests.modules.conftest import LOGIN_URL, bearer, login, token_from_link
+from tests.support import queued_work_done
 
 ME = "/api/v1/users/me"
 REFRESH = "/api/v1/auth/refresh"
@@ -82,6 +83,7 @@ async def test_reuse_detection_racing_a_refresh_leaves_no_live_token(
 # Not measured by coverage: it repeats paths the functional tests cover, many times over.
 @pytest.mark.no_cover
 async def test_password_reset_racing_refreshes_leaves_no_live_token(
+    app: FastAPI,
     client: AsyncClient,
     user: User,
     session: AsyncSession,
@@ -94,7 +96,7 @@ async def test_password_reset_racing_refreshes_leaves_no_live_token(
         await client.post("/api/v1/auth/password/forgot", json={"email": "alice@example.com"})
         # Each round mails a reset link, then a notice that the password changed.
         message = await mail_outbox.wait(2 * round_ + 1)
-        await broker.wait_all()
+        await queued_work_done(app)
         reset_token = token_from_link(mail_outbox.links(message)[0])
         password = f"{NEW_PASSWORD}-{round_}"
         results = await asyncio.gather(

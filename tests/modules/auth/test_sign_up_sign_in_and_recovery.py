@@ -16,12 +16,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings, get_app_settings
-from app.core.queue import broker
 from app.modules.auth.config import AuthSettings
 from app.modules.users.models import User
 from tests.conftest import TEST_SECRET, MailOutbox
 from tests.factories.users import DEFAULT_PASSWORD
 from tests.modules.conftest import LOGIN_URL, bearer, login, token_from_link
+from tests.support import queued_work_done
 
 REGISTER = "/api/v1/auth/register"
 ME = "/api/v1/users/me"
@@ -326,7 +326,7 @@ async def test_forged_and_foreign_tokens_are_401(client: AsyncClient, admin: Use
 
 
 async def test_forgot_password_answers_alike_and_reset_works_once(
-    client: AsyncClient, user: User, mail_outbox: MailOutbox
+    app: FastAPI, client: AsyncClient, user: User, mail_outbox: MailOutbox
 ) -> None:
     session_before = await login(client, "alice")
     known = await client.post("/api/v1/auth/password/forgot", json={"email": "Alice@example.com"})
@@ -335,7 +335,7 @@ async def test_forgot_password_answers_alike_and_reset_works_once(
     assert known.json() == unknown.json()
 
     message = await mail_outbox.wait()
-    await broker.wait_all()
+    await queued_work_done(app)
     assert len(mail_outbox) == 1
     assert message["To"] == "alice@example.com"
     token = token_from_link(mail_outbox.links(message)[0])
@@ -375,7 +375,7 @@ async def test_reset_token_expires(
 
 
 async def test_resend_verification(
-    client: AsyncClient, mail_outbox: MailOutbox, user: User
+    app: FastAPI, client: AsyncClient, mail_outbox: MailOutbox, user: User
 ) -> None:
     await _register(client)
     first = token_from_link(mail_outbox.links(await mail_outbox.wait())[0])
@@ -385,7 +385,7 @@ async def test_resend_verification(
     # Verified and unknown addresses get the same answer and no mail.
     assert (await client.post(resend, json={"email": "alice@example.com"})).status_code == 202
     assert (await client.post(resend, json={"email": "nobody@example.com"})).status_code == 202
-    await broker.wait_all()
+    await queued_work_done(app)
     assert len(mail_outbox) == 2
     assert (await client.post(resend, json={"email": "x@example.com"})).status_code == 429
 

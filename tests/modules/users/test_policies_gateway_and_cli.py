@@ -55,7 +55,7 @@ def test_policies() -> None:
 
 
 async def test_gateway_speaks_in_dtos(app: FastAPI, session: AsyncSession, user: User) -> None:
-    gateway = UsersGateway(session, limiter=app.state.rate_limiter)
+    gateway = UsersGateway(session, limiter=app.state.rate_limiter, mailer=app.state.mailer)
     found = await gateway.get_by_email("ALICE@example.com")
     assert isinstance(found, UserDTO)
     assert found.id == user.id

@@ -6,14 +6,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import pytest
+from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.queue import broker
 from app.modules.users.models import User
 from tests.factories.users import DEFAULT_PASSWORD
 from tests.modules.conftest import LOGIN_URL, Headers, bearer, login
+from tests.support import queued_work_done
 
 ME = "/api/v1/users/me"
 USERS = "/api/v1/users"
@@ -66,7 +67,7 @@ async def test_update_me(
 
 
 async def test_change_password_keeps_this_session_and_ends_the_others(
-    client: AsyncClient, user: User
+    app: FastAPI, client: AsyncClient, user: User
 ) -> None:
     here = await login(client, "alice")
     elsewhere = await login(client, "alice")
@@ -88,7 +89,7 @@ async def test_change_password_keeps_this_session_and_ends_the_others(
         headers=headers,
     )
     assert changed.status_code == 204
-    await broker.wait_all()  # the auth module's listener revokes the other sessions
+    await queued_work_done(app)  # the auth module's listener revokes the other sessions
 
     assert (
         await client.post(REFRESH, json={"refresh_token": elsewhere["refresh_token"]})
