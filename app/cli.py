@@ -11,10 +11,12 @@ from typing import Annotated
 import typer
 
 from app.core.config import Environment, SettingsError, get_settings, load_settings
+from app.core.outbox.cli import cli as outbox_cli
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 migrate_cli = typer.Typer(no_args_is_help=True, help="Database migrations (Alembic).")
 cli.add_typer(migrate_cli, name="migrate")
+cli.add_typer(outbox_cli, name="outbox")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,13 +33,18 @@ def _settings_or_exit() -> None:
         _fail(str(error))
 
 
+def _exit_zero_after_sigterm() -> None:
+    """uvicorn and taskiq handle SIGTERM themselves (a graceful stop), then uvicorn raises it
+    again with the handler it found in place: this one ends the process with status 0, and
+    lets exit hooks (the embedded servers') run, instead of dying by the signal."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
+
 def _with_embedded_services() -> None:
     """Development convenience: start PostgreSQL/Redis under .data/ when no URL is set."""
     from app.core.embedded import ensure_development_services
 
-    # uvicorn re-raises SIGTERM after its own shutdown; exiting normally instead lets the
-    # embedded servers' exit hooks stop them cleanly.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    _exit_zero_after_sigterm()
     ensure_development_services()
 
 
@@ -91,12 +98,15 @@ def serve(
     port: Annotated[int | None, typer.Option(help="defaults to SERVER_PORT")] = None,
     workers: Annotated[int | None, typer.Option(help="defaults to SERVER_WORKERS")] = None,
 ) -> None:
-    """Production server (uvicorn with uvloop and httptools)."""
+    """Production server (uvicorn with uvloop and httptools). On SIGTERM it stops accepting,
+    lets in-flight requests finish (SERVER_GRACEFUL_TIMEOUT), runs the app's shutdown and exits
+    0."""
     import uvicorn
 
     _settings_or_exit()
     settings = get_settings()
     workers = workers or settings.server_workers
+    _exit_zero_after_sigterm()
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -109,6 +119,7 @@ def serve(
         access_log=False,
         proxy_headers=False,
         server_header=False,
+        timeout_graceful_shutdown=settings.server_graceful_timeout,
     )
 
 
@@ -117,7 +128,9 @@ def worker(
     workers: Annotated[int, typer.Option(help="worker processes")] = 1,
     max_async_tasks: Annotated[int, typer.Option(help="concurrent tasks per process")] = 100,
 ) -> None:
-    """Task worker: runs queued and scheduled tasks (taskiq, Redis streams)."""
+    """Task worker: runs queued and scheduled tasks (taskiq, Redis streams) and relays the
+    outbox to the queue (OUTBOX_RELAY_IN_WORKER). SIGTERM stops it gracefully
+    (QUEUE_SHUTDOWN_TIMEOUT)."""
     from taskiq.cli.worker.args import WorkerArgs
     from taskiq.cli.worker.run import run_worker
 
@@ -131,6 +144,9 @@ def worker(
             configure_logging=False,
             workers=workers,
             max_async_tasks=max_async_tasks,
+            # On SIGTERM: no new task is taken; running ones get this long to finish, and one
+            # that does not is left unacknowledged, for another worker to run again.
+            wait_tasks_timeout=get_settings().queue_shutdown_timeout,
         )
     )
     raise typer.Exit(code=status or 0)

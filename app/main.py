@@ -28,7 +28,7 @@ from app.core.modules import DEFAULT_PACKAGES, ModuleSpec, discover_modules
 from app.core.outbox import OutboxRelay, outbox_middleware
 from app.core.queue import broker
 from app.core.ratelimit import RateLimiter, default_rate_limit
-from app.core.redis import create_redis
+from app.core.redis import RedisCircuit, create_redis
 
 API_PREFIX = "/api/v1"
 
@@ -68,11 +68,16 @@ def _lifespan(
         app.state.database = database
         app.state.redis = redis
         app.state.authenticator = _authenticator(modules, settings, database)
+        # One view of whether Redis is up, shared by its users in this process.
+        circuit = RedisCircuit(settings.redis_retry_after)
         app.state.cache = CacheService(
-            redis, prefix=settings.app_name, default_ttl=settings.cache_default_ttl
+            redis,
+            prefix=settings.app_name,
+            default_ttl=settings.cache_default_ttl,
+            circuit=circuit,
         )
         previous_cache = set_default_cache(app.state.cache)
-        app.state.rate_limiter = RateLimiter(redis, settings)
+        app.state.rate_limiter = RateLimiter(redis, settings, circuit=circuit)
         app.state.mailer = MailService(settings, MailTemplates.discover(module_packages))
         broker.configure(settings)
         outbox_middleware.configure(

@@ -113,6 +113,9 @@ def make_settings(services: Services, **overrides: Any) -> Settings:
         "smtp_host": "127.0.0.1",
         "smtp_port": services.smtp_port,
         "rate_limit_default": "10000/minute",
+        # Tests that fake a Redis outage leave no circuit open for the next test (the fault
+        # tests set their own).
+        "redis_retry_after": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
@@ -170,6 +173,11 @@ class MailOutbox(list[EmailMessage]):
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"expected {count} message(s), got {len(self)}")
             await asyncio.sleep(0.01)
+
+    def arrived(self) -> list[EmailMessage]:
+        """Every message received so far."""
+        self._sync()
+        return list(self)
 
     def links(self, message: EmailMessage | None = None) -> list[str]:
         """The links in `message` (default: the last message received)."""

@@ -97,7 +97,7 @@ class Settings(AppSettings):
     server_port: int = Field(default=8000, ge=1, le=65535)
     server_workers: int = Field(default=1, ge=1, le=64)
     # On SIGTERM: seconds in-flight requests may take to finish before connections are closed.
-    server_graceful_timeout: float = Field(default=20.0, gt=0, le=600)
+    server_graceful_timeout: int = Field(default=20, ge=1, le=600)
 
     health_timeout: float = Field(default=1.0, gt=0, le=10)
     # gc.freeze() once start-up is over: the collector stops walking the objects that live as

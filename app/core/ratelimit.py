@@ -30,6 +30,7 @@ from taskiq import TaskiqDepends
 
 from app.core.config import Settings
 from app.core.errors import RateLimited, ServiceUnavailable
+from app.core.redis import RedisCircuit
 
 log = structlog.get_logger("app.ratelimit")
 
@@ -95,8 +96,11 @@ class RateLimitState:
 
 
 class RateLimiter:
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(
+        self, redis: Redis, settings: Settings, *, circuit: RedisCircuit | None = None
+    ) -> None:
         self.redis = redis
+        self.circuit = circuit or RedisCircuit(settings.redis_retry_after)
         self.prefix = f"{settings.app_name}:ratelimit"
         self.enabled = settings.rate_limit_enabled
         self.fail_open = settings.rate_limit_fail_open
@@ -128,7 +132,7 @@ class RateLimiter:
             return RateLimitState(True, parsed.count, parsed.count, parsed.seconds)
         counter, reset = self._window(key, parsed, scope)
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
+            async with self.circuit, self.redis.pipeline(transaction=True) as pipe:
                 pipe.incrby(counter, cost)
                 pipe.expire(counter, reset + _EXPIRY_SLACK_S)
                 count, _ = await pipe.execute()
@@ -168,7 +172,7 @@ class RateLimiter:
         if state.counter is None:
             return
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
+            async with self.circuit, self.redis.pipeline(transaction=True) as pipe:
                 pipe.decrby(state.counter, cost)
                 pipe.expire(state.counter, state.reset + _EXPIRY_SLACK_S)
                 await pipe.execute()
@@ -178,14 +182,16 @@ class RateLimiter:
     async def remember(self, *, key: str, scope: str, seconds: int) -> None:
         """Note that `key` proved itself (a right password from a client): see `remembers`."""
         try:
-            await self.redis.set(f"{self.prefix}:known:{scope}:{key}", 1, ex=seconds)
+            async with self.circuit:
+                await self.redis.set(f"{self.prefix}:known:{scope}:{key}", 1, ex=seconds)
         except (RedisError, OSError) as error:
             self._log_unavailable(scope, error, self.fail_open)
 
     async def remembers(self, *, key: str, scope: str) -> bool:
         """Whether `key` proved itself within the time given to `remember` (no, without Redis)."""
         try:
-            return bool(await self.redis.exists(f"{self.prefix}:known:{scope}:{key}"))
+            async with self.circuit:
+                return bool(await self.redis.exists(f"{self.prefix}:known:{scope}:{key}"))
         except (RedisError, OSError) as error:
             self._log_unavailable(scope, error, self.fail_open)
             return False

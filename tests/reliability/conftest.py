@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from alembic import command
 
 # The users/auth fixtures (cheap argon2id, admin, bearer...) are shared with tests/modules.
-from app.core.embedded import stop_process
+from app.core.embedded import EmbeddedRedis, stop_process
 from tests.modules.conftest import (
     Headers,
     admin,
@@ -23,16 +31,19 @@ from tests.modules.conftest import (
     user,
     user_headers,
 )
-from tests.support import PROJECT_ROOT
+from tests.support import PROJECT_ROOT, alembic_config
 
 __all__ = [
     "Headers",
+    "PrivatePostgres",
     "admin",
     "admin_headers",
     "bearer",
     "free_port",
     "login",
     "make_user",
+    "private_postgres",
+    "private_redis",
     "user",
     "user_headers",
     "wait_until",
@@ -120,3 +131,59 @@ def uvicorn_server(env: dict[str, str]) -> Iterator[Uvicorn]:
         yield server
     finally:
         server.stop()
+
+
+@dataclass
+class PrivatePostgres:
+    server: Any
+    url: str
+
+    def stop(self) -> None:
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
+
+        server = self.server
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+
+    def start(self) -> None:
+        self.server.ensure_postgres_running()
+
+
+def _private_dir(prefix: str) -> Generator[Path, None, None]:
+    """A directory of this run's own (pytest's numbered tmp dirs can collide between two
+    concurrent runs), removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix=f"reliability-{prefix}-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def private_postgres() -> Iterator[PrivatePostgres]:
+    import pgserver
+
+    directory = _private_dir("pg")
+    server = pgserver.get_server(  # type: ignore[attr-defined]
+        str(next(directory) / "data"), cleanup_mode="delete"
+    )
+    server.psql('CREATE DATABASE "faults";')
+    host = server.get_uri().partition("?")[2].removeprefix("host=")
+    url = f"postgresql://postgres@/faults?host={quote(host)}"
+    command.upgrade(alembic_config(url), "head")
+    try:
+        yield PrivatePostgres(server, url)
+    finally:
+        server.cleanup()
+        directory.close()
+
+
+@pytest.fixture(scope="module")
+def private_redis() -> Iterator[EmbeddedRedis]:
+    directory = _private_dir("redis")
+    redis = EmbeddedRedis(next(directory))
+    redis.start()
+    try:
+        yield redis
+    finally:
+        redis.stop()
+        directory.close()

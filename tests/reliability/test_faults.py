@@ -5,17 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import tempfile
-from collections.abc import AsyncIterator, Generator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+import time
+from collections.abc import AsyncIterator
 
 import pytest
-from alembic import command
 from asgi_lifespan import LifespanManager
 from fastapi import APIRouter, FastAPI
 from httpx import AsyncClient
@@ -27,73 +21,25 @@ from app.core.embedded import EmbeddedRedis
 from app.core.mail import MailService, MailTemplates
 from app.core.mail.catcher import MailCatcher
 from app.core.mail.service import send_mail_task
+from app.core.outbox import OutboxRelay
 from app.core.queue import broker
 from app.core.queue.broker import AppBroker, ReclaimingStreamBroker
 from app.main import create_app
 from app.modules.users.models import User
-from tests.conftest import Services, make_settings
+from tests.conftest import MailOutbox, Services, make_settings
 from tests.factories.users import create_user
-from tests.reliability.conftest import bearer, free_port, login, server_env, wait_until
+from tests.reliability.conftest import (
+    PrivatePostgres,
+    bearer,
+    free_port,
+    login,
+    server_env,
+    wait_until,
+)
 from tests.reliability.figures import record
-from tests.support import PROJECT_ROOT, alembic_config, http_client, queued_work_done
+from tests.support import PROJECT_ROOT, http_client, queued_work_done
 
 RECOVERY_LIMIT = 5.0
-
-
-@dataclass
-class PrivatePostgres:
-    server: Any
-    url: str
-
-    def stop(self) -> None:
-        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
-
-        server = self.server
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
-
-    def start(self) -> None:
-        self.server.ensure_postgres_running()
-
-
-def _private_dir(prefix: str) -> Generator[Path, None, None]:
-    """A directory of this run's own (pytest's numbered tmp dirs can collide between two
-    concurrent runs), removed afterwards."""
-    path = Path(tempfile.mkdtemp(prefix=f"reliability-{prefix}-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def private_postgres() -> Iterator[PrivatePostgres]:
-    import pgserver
-
-    directory = _private_dir("pg")
-    server = pgserver.get_server(  # type: ignore[attr-defined]
-        str(next(directory) / "data"), cleanup_mode="delete"
-    )
-    server.psql('CREATE DATABASE "faults";')
-    host = server.get_uri().partition("?")[2].removeprefix("host=")
-    url = f"postgresql://postgres@/faults?host={quote(host)}"
-    command.upgrade(alembic_config(url), "head")
-    try:
-        yield PrivatePostgres(server, url)
-    finally:
-        server.cleanup()
-        directory.close()
-
-
-@pytest.fixture(scope="module")
-def private_redis() -> Iterator[EmbeddedRedis]:
-    directory = _private_dir("redis")
-    redis = EmbeddedRedis(next(directory))
-    redis.start()
-    try:
-        yield redis
-    finally:
-        redis.stop()
-        directory.close()
 
 
 cached_router = APIRouter()
@@ -119,6 +65,7 @@ async def faulty_app(
         redis_url=private_redis.url,
         db_pool_timeout=1,
         redis_timeout=0.5,
+        redis_retry_after=0.2,
         health_timeout=0.5,
     )
     app = create_app(settings)
@@ -241,6 +188,9 @@ async def test_redis_down_degrades_and_recovers_alone(
         return (await http.get("/health/ready")).status_code == 200
 
     recovered = await wait_until(ready_again, within=RECOVERY_LIMIT)
+    # The app asks Redis again REDIS_RETRY_AFTER after its last failed call.
+    circuit = faulty_app.state.rate_limiter.circuit
+    recovered += await wait_until(lambda: not circuit.is_open, within=RECOVERY_LIMIT)
     record("redis_outage", recovery_s=round(recovered, 2))
     counted = [await http.get(url, headers=headers) for _ in range(2)]
     remaining = [int(r.headers["ratelimit-remaining"]) for r in counted]
@@ -249,6 +199,86 @@ async def test_redis_down_degrades_and_recovers_alone(
     await http.get("/test/cached/4")
     await http.get("/test/cached/4")
     assert computed == [4]  # and the cache caches again
+
+
+async def test_a_frozen_redis_costs_a_request_one_timeout_at_most_and_never_a_500(
+    services: Services,
+    private_redis: EmbeddedRedis,
+    private_postgres: PrivatePostgres,
+    mail_outbox: MailOutbox,
+) -> None:
+    """Redis stops answering (SIGSTOP: connections stay open, replies never come). Use cases
+    that can do without it answer as usual, the first call to Redis costing REDIS_TIMEOUT and
+    the calls after it nothing (REDIS_RETRY_AFTER); those that cannot (password checks) answer
+    503 within REDIS_TIMEOUT. Registration commits its account and its mail together, and the
+    mail goes once Redis answers again."""
+    timeout = 1.0
+    settings = make_settings(
+        services,
+        database_url=private_postgres.url,
+        redis_url=private_redis.url,
+        redis_timeout=timeout,
+        redis_retry_after=30,  # down for the whole test once it has failed
+        health_timeout=0.5,
+    )
+    frozen_app = create_app(settings)
+    frozen_app.include_router(cached_router)
+    async with LifespanManager(frozen_app), http_client(frozen_app) as http:
+        async with frozen_app.state.database.sessionmaker() as session:
+            await create_user(session, username="frozen", email="frozen@example.com")
+        headers = bearer((await login(http, "frozen"))["access_token"])
+        assert private_redis.process is not None
+        relay: OutboxRelay = frozen_app.state.outbox_relay
+        await relay.stop()  # the memory queue needs no Redis: keep the mail in the outbox
+        os.kill(private_redis.process.pid, signal.SIGSTOP)
+        answers: dict[str, tuple[int, float]] = {}
+        try:
+            for name, method, url, body in [
+                ("register", "POST", "/api/v1/auth/register", {
+                    "email": "cold@example.com", "username": "cold",
+                    "password": "long-password-1",
+                }),
+                ("me", "GET", "/api/v1/users/me", None),
+                ("rename", "PATCH", "/api/v1/users/me", {"username": "frosty"}),
+                ("cached", "GET", "/test/cached/5", None),
+                ("forgot", "POST", "/api/v1/auth/password/forgot", {"email": "x@example.com"}),
+                ("change password", "PUT", "/api/v1/users/me/password", {
+                    "current_password": "long-password-1", "new_password": "orbit-lantern-q",
+                }),
+                ("sign in", "POST", "/api/v1/auth/login", None),
+            ]:  # fmt: skip
+                started = time.perf_counter()
+                if name == "sign in":
+                    form = {"username": "frozen", "password": "whatever-it-is"}
+                    response = await http.post(url, data=form)
+                else:
+                    response = await http.request(method, url, json=body, headers=headers)
+                answers[name] = (response.status_code, time.perf_counter() - started)
+        finally:
+            os.kill(private_redis.process.pid, signal.SIGCONT)
+        statuses = {name: status for name, (status, _) in answers.items()}
+        assert statuses == {
+            "register": 202,
+            "me": 200,
+            "rename": 200,
+            "cached": 200,
+            "forgot": 202,
+            "change password": 503,  # its attempt budget lives in Redis: refused, not unlimited
+            "sign in": 503,
+        }
+        seconds = [elapsed for _, elapsed in answers.values()]
+        # The first call paid the timeout; no request waited on Redis twice, none waited after.
+        assert seconds[0] < 1.8 * timeout, answers
+        assert max(seconds[1:]) < 0.5 * timeout, answers
+        record(
+            "redis_frozen",
+            first_request_s=round(seconds[0], 2),
+            slowest_later_request_s=round(max(seconds[1:]), 3),
+        )
+        # The account and its verification mail were committed together: nothing was lost.
+        relay.start()
+        message = await mail_outbox.wait(within=10)
+        assert message["To"] == "cold@example.com"
 
 
 async def test_queued_mail_waits_out_an_smtp_outage(faulty_app: FastAPI) -> None:

@@ -20,6 +20,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from taskiq import TaskiqDepends
 
+from app.core.redis import RedisCircuit
+
 log = structlog.get_logger("app.cache")
 
 P = ParamSpec("P")
@@ -54,10 +56,18 @@ def dumps(value: Any) -> bytes:
 
 
 class CacheService:
-    def __init__(self, redis: Redis, *, prefix: str, default_ttl: int = 300) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str,
+        default_ttl: int = 300,
+        circuit: RedisCircuit | None = None,
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
         self.default_ttl = default_ttl
+        self.circuit = circuit or RedisCircuit(retry_after=0)
 
     def key(self, key: str) -> str:
         return f"{self.prefix}:cache:{key}"
@@ -67,7 +77,8 @@ class CacheService:
 
     async def _get_raw(self, key: str) -> Any:
         try:
-            raw = await self.redis.get(self.key(key))
+            async with self.circuit:
+                raw = await self.redis.get(self.key(key))
         except (RedisError, OSError) as error:
             log.warning("cache_unavailable", op="get", key=key, error=type(error).__name__)
             return _MISS
@@ -90,9 +101,10 @@ class CacheService:
         payload = dumps(value)
         tag_keys = [self._tag_key(tag) for tag in tags]
         try:
-            await self.redis.eval(
-                _SET_SCRIPT, 1 + len(tag_keys), self.key(key), *tag_keys, payload, ttl, key
-            )
+            async with self.circuit:
+                await self.redis.eval(
+                    _SET_SCRIPT, 1 + len(tag_keys), self.key(key), *tag_keys, payload, ttl, key
+                )
         except (RedisError, OSError) as error:
             log.warning("cache_unavailable", op="set", key=key, error=type(error).__name__)
             return False
@@ -102,7 +114,8 @@ class CacheService:
         if not keys:
             return 0
         try:
-            deleted: int = await self.redis.delete(*(self.key(key) for key in keys))
+            async with self.circuit:
+                deleted: int = await self.redis.delete(*(self.key(key) for key in keys))
         except (RedisError, OSError) as error:
             log.error("cache_invalidation_failed", keys=list(keys), error=type(error).__name__)
             return 0
@@ -112,12 +125,13 @@ class CacheService:
         """Delete every entry stored with any of `tags`; return how many were deleted."""
         deleted = 0
         try:
-            for tag in tags:
-                members = await self.redis.smembers(self._tag_key(tag))
-                keys = [self.key(m.decode() if isinstance(m, bytes) else m) for m in members]
-                if keys:
-                    deleted += await self.redis.delete(*keys)
-                await self.redis.delete(self._tag_key(tag))
+            async with self.circuit:
+                for tag in tags:
+                    members = await self.redis.smembers(self._tag_key(tag))
+                    keys = [self.key(m.decode() if isinstance(m, bytes) else m) for m in members]
+                    if keys:
+                        deleted += await self.redis.delete(*keys)
+                    await self.redis.delete(self._tag_key(tag))
         except (RedisError, OSError) as error:
             log.error("cache_invalidation_failed", tags=list(tags), error=type(error).__name__)
         return deleted
@@ -126,14 +140,16 @@ class CacheService:
         """Delete every key that starts with `namespace:` (e.g. "users" drops "users:1")."""
         deleted = 0
         try:
-            batch: list[Any] = []
-            async for name in self.redis.scan_iter(match=self.key(f"{namespace}:*"), count=500):
-                batch.append(name)
-                if len(batch) >= 500:
+            async with self.circuit:
+                batch: list[Any] = []
+                pattern = self.key(f"{namespace}:*")
+                async for name in self.redis.scan_iter(match=pattern, count=500):
+                    batch.append(name)
+                    if len(batch) >= 500:
+                        deleted += await self.redis.delete(*batch)
+                        batch.clear()
+                if batch:
                     deleted += await self.redis.delete(*batch)
-                    batch.clear()
-            if batch:
-                deleted += await self.redis.delete(*batch)
         except (RedisError, OSError) as error:
             log.error("cache_invalidation_failed", namespace=namespace, error=type(error).__name__)
         return deleted

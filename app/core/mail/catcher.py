@@ -6,6 +6,7 @@ their links); the tests read theirs from memory.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import re
@@ -36,17 +37,31 @@ def message_links(message: EmailMessage) -> list[str]:
 class CatchingHandler:
     """aiosmtpd handler: parses, stores (and optionally saves) each message.
 
-    `fail_next = n` answers the next n messages with a temporary failure (451), to test retries.
+    To test failures: `fail_next = n` answers the next n messages with a temporary failure
+    (451); `refuse` holds addresses refused for good (550); `delay` holds each message that
+    many seconds before answering (a slow server).
     """
 
     def __init__(self, save_dir: Path | None = None) -> None:
         self.messages: list[EmailMessage] = []
         self.save_dir = save_dir
         self.fail_next = 0
+        self.refuse: set[str] = set()
+        self.delay = 0.0
         self.lock = threading.Lock()
         self.received = threading.Condition(self.lock)
 
+    async def handle_RCPT(  # noqa: N802
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address.lower() in self.refuse:
+            return "550 5.1.1 Mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if self.delay:
+            await asyncio.sleep(self.delay)
         with self.lock:
             if self.fail_next > 0:
                 self.fail_next -= 1

@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 import taskiq_fastapi
 from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
 from taskiq import AckableMessage, AsyncBroker, BrokerMessage
 from taskiq.brokers.inmemory_broker import InmemoryResultBackend
 from taskiq.receiver import Receiver
@@ -29,6 +30,8 @@ from app.core.config import QueueBroker, Settings, get_settings
 from app.core.queue.middleware import RequestIdMiddleware, RetryMiddleware
 
 log = structlog.get_logger("app.queue")
+
+RECONNECT_DELAY = 1.0  # seconds between a worker's attempts to reach a Redis that is down
 
 
 class ReclaimingStreamBroker(RedisStreamBroker):
@@ -42,33 +45,54 @@ class ReclaimingStreamBroker(RedisStreamBroker):
     """
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
-        streams = [self.queue_name, *self.additional_streams]
         async with Redis(connection_pool=self.connection_pool) as redis:
             while True:
-                offsets: Any = {self.queue_name: ">", **self.additional_streams}
-                fetched: Any = await redis.xreadgroup(
-                    self.consumer_group_name,
-                    self.consumer_name,
-                    offsets,
-                    block=self.block,
-                    noack=False,
-                    count=self.count,
-                )
-                for stream, messages in fetched or ():
-                    for message_id, fields in messages:
-                        yield self._ackable(stream, message_id, fields)
-                for stream in streams:
-                    _, claimed, *_ = await redis.xautoclaim(
-                        name=stream,
-                        groupname=self.consumer_group_name,
-                        consumername=self.consumer_name,
-                        min_idle_time=self.idle_timeout,
-                        count=self.unacknowledged_batch_size,
-                    )
-                    for message_id, fields in claimed:
-                        if fields:  # None: deleted from the stream meanwhile
-                            log.warning("task_redelivered", stream=str(stream), id=str(message_id))
-                            yield self._ackable(stream, message_id, fields)
+                try:
+                    fetched = await self._read(redis)
+                except ResponseError as error:
+                    if "NOGROUP" not in str(error):
+                        raise
+                    # Redis restarted without its data: the group is declared again.
+                    log.warning("queue_group_recreated", stream=self.queue_name)
+                    await self.startup()
+                    continue
+                except (RedisError, OSError) as error:
+                    # Redis is down or restarting: the worker waits for it instead of dying.
+                    log.warning("queue_unavailable", error=type(error).__name__)
+                    await asyncio.sleep(RECONNECT_DELAY)
+                    continue
+                for stream, message_id, fields in fetched:
+                    yield self._ackable(stream, message_id, fields)
+
+    async def _read(self, redis: Redis) -> list[tuple[Any, Any, Any]]:
+        """New messages, then the ones abandoned by a dead worker, as (stream, id, fields)."""
+        offsets: Any = {self.queue_name: ">", **self.additional_streams}
+        fetched: Any = await redis.xreadgroup(
+            self.consumer_group_name,
+            self.consumer_name,
+            offsets,
+            block=self.block,
+            noack=False,
+            count=self.count,
+        )
+        found = [
+            (stream, message_id, fields)
+            for stream, messages in fetched or ()
+            for message_id, fields in messages
+        ]
+        for stream in [self.queue_name, *self.additional_streams]:
+            _, claimed, *_ = await redis.xautoclaim(
+                name=stream,
+                groupname=self.consumer_group_name,
+                consumername=self.consumer_name,
+                min_idle_time=self.idle_timeout,
+                count=self.unacknowledged_batch_size,
+            )
+            for message_id, fields in claimed:
+                if fields:  # None: deleted from the stream meanwhile
+                    log.warning("task_redelivered", stream=str(stream), id=str(message_id))
+                    found.append((stream, message_id, fields))
+        return found
 
     def _ackable(self, stream: Any, message_id: Any, fields: Any) -> AckableMessage:
         return AckableMessage(
