@@ -90,10 +90,17 @@ def server_env(**values: str) -> dict[str, str]:
 class Uvicorn:
     """`app serve` as a real server process on a free loopback port."""
 
-    def __init__(self, env: dict[str, str], *, cwd: Path = PROJECT_ROOT) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        cwd: Path = PROJECT_ROOT,
+        command: tuple[str, ...] = (str(PROJECT_ROOT / ".venv/bin/app"), "serve"),
+    ) -> None:
         self.port = free_port()
         self.env = {**env, "SERVER_HOST": "127.0.0.1", "SERVER_PORT": str(self.port)}
         self.cwd = cwd
+        self.command = command
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -102,7 +109,7 @@ class Uvicorn:
 
     def start(self, *, within: float = 20) -> Uvicorn:
         self.process = subprocess.Popen(
-            [str(PROJECT_ROOT / ".venv/bin/app"), "serve"],
+            list(self.command),
             cwd=self.cwd,
             env=self.env,
             stdout=subprocess.DEVNULL,
