@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,21 +9,10 @@ from redis import Redis
 from typer.testing import CliRunner
 
 from app.cli import cli
-from app.core.config import get_settings
 from app.core.embedded import ensure_services
 from tests.conftest import Services
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def test_env(services: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("DATABASE_URL", services.database_url)
-    monkeypatch.setenv("REDIS_URL", services.redis_url)
-    monkeypatch.setenv("APP_ENV", "test")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 @pytest.mark.parametrize(
@@ -45,14 +33,14 @@ def test_help_for_every_command(command: list[str]) -> None:
     assert "Usage" in result.output
 
 
-def test_routes_lists_health_endpoints(test_env: None) -> None:
+def test_routes_lists_health_endpoints(command_env: None) -> None:
     result = runner.invoke(cli, ["routes"])
     assert result.exit_code == 0, result.output
     assert "GET     /health/live" in result.output
     assert "/health/ready" in result.output
 
 
-def test_migrate_current_and_history(test_env: None) -> None:
+def test_migrate_current_and_history(command_env: None) -> None:
     current = runner.invoke(cli, ["migrate", "current"])
     assert current.exit_code == 0, current.output
     history = runner.invoke(cli, ["migrate", "history"])

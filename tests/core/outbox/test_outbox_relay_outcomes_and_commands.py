@@ -17,7 +17,7 @@ from taskiq import BrokerMessage
 from typer.testing import CliRunner
 
 from app.cli import cli
-from app.core.config import Settings, get_settings
+from app.core.config import Settings
 from app.core.mail import MailService, send_mail_task
 from app.core.outbox import (
     OutboxEntry,
@@ -27,7 +27,7 @@ from app.core.outbox import (
 )
 from app.core.queue import AppBroker, broker
 from app.core.request_context import REQUEST_ID_LABEL, set_request_id
-from tests.conftest import MailOutbox, Services
+from tests.conftest import MailOutbox
 from tests.support import queued_work_done
 
 runs: Counter[str] = Counter()
@@ -236,16 +236,6 @@ async def test_finished_entries_are_purged_after_their_keeping_time(
     assert "core.outbox.purge" in {
         task.task_name for task in broker.get_all_tasks().values() if task.labels.get("schedule")
     }
-
-
-@pytest.fixture
-def command_env(services: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("DATABASE_URL", services.database_url)
-    monkeypatch.setenv("REDIS_URL", services.redis_url)
-    monkeypatch.setenv("APP_ENV", "test")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 async def test_dead_entries_are_listed_retried_and_discarded_with_app_outbox(
