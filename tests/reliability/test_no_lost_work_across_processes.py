@@ -264,7 +264,10 @@ async def test_two_relays_share_a_burst_and_a_poison_entry_ends_dead_without_blo
     assert set(sent.values()) == {1}  # two relays, and no entry went to the queue twice
 
     for _ in range(2):
-        await stack.worker(OUTBOX_RELAY_IN_WORKER="false")  # the two relays stay the only ones
+        # The two relays stay the only ones. Each worker reads a hundred tasks at a time, and on
+        # a loaded machine some wait longer than the stack's 1 s QUEUE_REDELIVERY_TIMEOUT before
+        # they start: the other worker would claim them, and a mail claim lapses after half that.
+        await stack.worker(OUTBOX_RELAY_IN_WORKER="false", QUEUE_REDELIVERY_TIMEOUT="30")
 
     async def settled() -> bool:
         return all(entry.status in ("done", "dead") for entry in await stack.entries())
