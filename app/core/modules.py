@@ -18,6 +18,7 @@ from types import ModuleType
 import typer
 from fastapi import APIRouter
 
+# Core's own tables join the metadata with the modules' (Alembic and the tests see them all).
 import app.core.outbox.models
 import app.core.sessions  # noqa: F401
 from app.core.auth import AuthenticatorFactory

@@ -103,10 +103,14 @@ def discard(
 def relay() -> None:
     """Run a relay on its own (workers run one each unless OUTBOX_RELAY_IN_WORKER=false);
     stops on SIGTERM or Ctrl-C once its current pass is done."""
+    from app.core.config import QueueBroker
     from app.core.outbox.relay import OutboxRelay
     from app.core.queue import worker  # every module's tasks, as a worker has them
 
     async def use(database: Database, settings: Settings) -> None:
+        if settings.queue_broker is not QueueBroker.REDIS:
+            typer.echo("a relay on its own needs QUEUE_BROKER=redis", err=True)
+            raise typer.Exit(code=2)
         target = worker.broker
         target.configure(settings)
         await target.startup()

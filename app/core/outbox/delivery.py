@@ -62,18 +62,24 @@ class OutboxMiddleware(TaskiqMiddleware):
         """The database the entries live in (the running app's)."""
         self.database = database
 
+    def _labels(self, task_name: str, labels: dict[str, Any]) -> dict[str, Any]:
+        task = self.broker.find_task(task_name)
+        return {**(task.labels if task is not None else {}), **labels}
+
+    def attempts_allowed(self, task_name: str, labels: dict[str, Any]) -> int:
+        """How many times an entry of this task may run: QUEUE_MAX_RETRIES + 1, the task's
+        `max_retries` label (taskiq counts attempts with it), or 1 for `retry_on_error=False`."""
+        merged = self._labels(task_name, labels)
+        if str(merged.get("retry_on_error", True)).lower() == "false":
+            return 1
+        return int(merged.get("max_retries", self.max_retries + 1))
+
     def retry_in(self, message: TaskiqMessage, attempt: int) -> timedelta | None:
         """How long until the next attempt after failed attempt `attempt`; None: no more."""
-        task = self.broker.find_task(message.task_name)
-        labels: dict[str, Any] = {**(task.labels if task is not None else {}), **message.labels}
-        if str(labels.get("retry_on_error", True)).lower() == "false":
+        if attempt >= self.attempts_allowed(message.task_name, message.labels):
             return None
-        # taskiq's `max_retries` label counts attempts; QUEUE_MAX_RETRIES counts retries.
-        attempts = int(labels.get("max_retries", self.max_retries + 1))
-        if attempt >= attempts:
-            return None
-        delay = backoff_delay(float(labels.get("delay", self.base_delay)), attempt)
-        return timedelta(seconds=delay)
+        delay = float(self._labels(message.task_name, message.labels).get("delay", self.base_delay))
+        return timedelta(seconds=backoff_delay(delay, attempt))
 
     async def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
         delivery = OutboxDelivery.of(message)

@@ -2,8 +2,9 @@
 
 Every `app worker` runs one (OUTBOX_RELAY_IN_WORKER), and `app outbox relay` runs one on its
 own; with QUEUE_BROKER=memory the app runs one in-process. Any number may run at once: each
-pass takes its entries with `FOR UPDATE SKIP LOCKED`, sends them and marks them queued before
-it lets go of them, so no entry is sent twice for one attempt. An insert notifies the relays
+pass takes its entries with `FOR UPDATE SKIP LOCKED` and marks them queued (committed), then
+sends them with no transaction open, so an entry goes to the queue once per attempt (twice
+only when the queue took it but answered too late). An insert notifies the relays
 (PostgreSQL LISTEN/NOTIFY, from a trigger); they also look every OUTBOX_POLL_INTERVAL for
 retries that came due and for entries whose outcome never came.
 """
@@ -21,6 +22,7 @@ from taskiq.kicker import AsyncKicker
 
 from app.core.config import Settings
 from app.core.db import Database
+from app.core.outbox.delivery import outbox_middleware
 from app.core.outbox.models import NOTIFY_CHANNEL
 from app.core.outbox.repository import OutboxRepository, TakenEntry
 from app.core.queue import AppBroker, broker
@@ -43,22 +45,38 @@ class OutboxRelay:
 
     async def relay_due(self) -> int:
         """One pass: send what is due (a batch at most) and return how many were sent. When
-        the queue does not answer, the rest of the batch stays pending, its attempt uncounted."""
+        the queue does not answer, the rest of the batch stays pending, its attempt uncounted.
+        An entry sent as often as its task may run, with no outcome ever (its worker died
+        with it each time), is dead instead of being sent again."""
         async with self.database.sessionmaker() as session:
             taken = await self.entries.take_due(
                 session, limit=self.batch_size, requeue_after=self.requeue_after
             )
-            sent = 0
+            due: list[TakenEntry] = []
             for entry in taken:
-                try:
-                    async with asyncio.timeout(self.send_timeout):
-                        await self._send(entry)
-                except Exception as error:  # the queue's client raises several kinds
-                    log.warning("outbox_send_failed", entry=entry.id, error=type(error).__name__)
-                    break
-                sent += 1
-            await self.entries.put_back(session, ids=[entry.id for entry in taken[sent:]])
+                allowed = outbox_middleware.attempts_allowed(entry.task_name, entry.labels)
+                if entry.attempt <= allowed:
+                    due.append(entry)
+                    continue
+                error = f"no outcome after {allowed} attempts (a worker died running it?)"
+                await self.entries.bury(session, id=entry.id, error=error)
+                log.error(
+                    "outbox_entry_dead", entry=entry.id, task_name=entry.task_name, error=error
+                )
             await session.commit()
+        sent = 0
+        for entry in due:
+            try:
+                async with asyncio.timeout(self.send_timeout):
+                    await self._send(entry)
+            except Exception as error:  # the queue's client raises several kinds
+                log.warning("outbox_send_failed", entry=entry.id, error=type(error).__name__)
+                break
+            sent += 1
+        if sent < len(due):
+            async with self.database.sessionmaker() as session:
+                await self.entries.put_back(session, entries=due[sent:])
+                await session.commit()
         if sent:
             log.debug("outbox_relayed", count=sent)
         return sent

@@ -35,7 +35,8 @@ class OutboxRepository:
         """Mark the oldest due entries queued for their next attempt and return them: pending
         ones whose time has come, and queued ones whose outcome never came (the queue lost
         them). Rows another relay holds are skipped, so concurrent relays never take the same
-        entry; the caller sends them and commits while holding their locks."""
+        entry. The caller commits before it sends them: no lock is held while the queue
+        answers, and a worker that runs a task at once finds its entry queued."""
         due = (
             select(OutboxEntry.id)
             .where(
@@ -76,13 +77,14 @@ class OutboxRepository:
         entries = [TakenEntry(*row) for row in taken]
         return sorted(entries, key=lambda entry: entry.id)
 
-    async def put_back(self, session: AsyncSession, *, ids: Sequence[int]) -> None:
+    async def put_back(self, session: AsyncSession, *, entries: Sequence[TakenEntry]) -> None:
         """Entries taken but not sent (the queue did not answer): pending again, the attempt
-        not counted."""
-        if ids:
+        not counted; unless a worker got one after all (the queue took it, then timed out)."""
+        for entry in entries:
             await session.execute(
                 update(OutboxEntry)
-                .where(OutboxEntry.id.in_(ids))
+                .where(*self._still_queued(entry.id, entry.attempt))
+                .where(OutboxEntry.claimed_at.is_(None))
                 .values(
                     status=OutboxStatus.PENDING,
                     attempts=OutboxEntry.attempts - 1,
@@ -92,21 +94,19 @@ class OutboxRepository:
             )
 
     async def bury(self, session: AsyncSession, *, id: int, error: str) -> None:
-        """An entry that can never be sent (no such task here): dead at once."""
+        """An entry that will not be sent again: dead at once."""
         await session.execute(
             update(OutboxEntry)
             .where(OutboxEntry.id == id)
-            .values(status=OutboxStatus.DEAD, last_error=error[:_ERROR_LENGTH])
+            .values(
+                status=OutboxStatus.DEAD, last_error=error[:_ERROR_LENGTH], finished_at=func.now()
+            )
             .execution_options(synchronize_session=False)
         )
 
     # --- the outcome of one attempt, from the process that ran it --------------------------
-    # A fast worker can start the task before the relay that sent it has committed: each of
-    # these first locks the row, which waits for that commit, then changes it only if the
-    # attempt is still the one it ran (a later statement sees the relay's committed row).
-
-    async def _lock(self, session: AsyncSession, *, id: int) -> None:
-        await session.execute(select(OutboxEntry.id).where(OutboxEntry.id == id).with_for_update())
+    # Each changes the entry only if the attempt is still the one it ran: a late duplicate
+    # of an earlier attempt, or one an operator retried meanwhile, changes nothing.
 
     def _still_queued(self, id: int, attempt: int) -> tuple[ColumnElement[bool], ...]:
         return (
@@ -120,7 +120,6 @@ class OutboxRepository:
     ) -> bool:
         """Take the attempt for one delivery: false when another delivery of it holds it (its
         lease not run out) or it already has an outcome."""
-        await self._lock(session, id=id)
         claimed = await session.execute(
             update(OutboxEntry)
             .where(
@@ -137,7 +136,6 @@ class OutboxRepository:
         return claimed.first() is not None
 
     async def succeed(self, session: AsyncSession, *, id: int, attempt: int) -> None:
-        await self._lock(session, id=id)
         await session.execute(
             update(OutboxEntry)
             .where(*self._still_queued(id, attempt))
@@ -160,7 +158,6 @@ class OutboxRepository:
             values.update(status=OutboxStatus.DEAD, finished_at=func.now())
         else:
             values.update(status=OutboxStatus.PENDING, available_at=func.now() + retry_in)
-        await self._lock(session, id=id)
         await session.execute(
             update(OutboxEntry)
             .where(*self._still_queued(id, attempt))

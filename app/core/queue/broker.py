@@ -47,25 +47,28 @@ class ReclaimingStreamBroker(RedisStreamBroker):
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
         async with Redis(connection_pool=self.connection_pool) as redis:
             while True:
-                try:
-                    fetched = await self._read(redis)
-                except ResponseError as error:
-                    if "NOGROUP" not in str(error):
-                        raise
-                    # Redis restarted without its data: the group is declared again.
-                    log.warning("queue_group_recreated", stream=self.queue_name)
-                    await self.startup()
-                    continue
-                except (RedisError, OSError) as error:
-                    # Redis is down or restarting: the worker waits for it instead of dying.
-                    log.warning("queue_unavailable", error=type(error).__name__)
-                    await asyncio.sleep(RECONNECT_DELAY)
-                    continue
-                for stream, message_id, fields in fetched:
-                    yield self._ackable(stream, message_id, fields)
+                # New messages are handed over before the reclaim runs, so a Redis error in
+                # the reclaim cannot strand messages this worker has just read.
+                for read in (self._read_new, self._reclaim_abandoned):
+                    try:
+                        found = await read(redis)
+                    except ResponseError as error:
+                        if "NOGROUP" not in str(error):
+                            raise
+                        # Redis restarted without its data: the group is declared again.
+                        log.warning("queue_group_recreated", stream=self.queue_name)
+                        await self.startup()
+                        break
+                    except (RedisError, OSError) as error:
+                        # Redis is down or restarting: the worker waits for it instead of dying.
+                        log.warning("queue_unavailable", error=type(error).__name__)
+                        await asyncio.sleep(RECONNECT_DELAY)
+                        break
+                    for stream, message_id, fields in found:
+                        yield self._ackable(stream, message_id, fields)
 
-    async def _read(self, redis: Redis) -> list[tuple[Any, Any, Any]]:
-        """New messages, then the ones abandoned by a dead worker, as (stream, id, fields)."""
+    async def _read_new(self, redis: Redis) -> list[tuple[Any, Any, Any]]:
+        """Messages no worker has read yet, as (stream, id, fields)."""
         offsets: Any = {self.queue_name: ">", **self.additional_streams}
         fetched: Any = await redis.xreadgroup(
             self.consumer_group_name,
@@ -75,11 +78,15 @@ class ReclaimingStreamBroker(RedisStreamBroker):
             noack=False,
             count=self.count,
         )
-        found = [
+        return [
             (stream, message_id, fields)
             for stream, messages in fetched or ()
             for message_id, fields in messages
         ]
+
+    async def _reclaim_abandoned(self, redis: Redis) -> list[tuple[Any, Any, Any]]:
+        """Messages a dead worker read and never acknowledged, as (stream, id, fields)."""
+        found = []
         for stream in [self.queue_name, *self.additional_streams]:
             _, claimed, *_ = await redis.xautoclaim(
                 name=stream,

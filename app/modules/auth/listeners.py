@@ -31,4 +31,5 @@ async def mail_verification_link(
         settings=settings,
         mailer=mailer,
         limiter=limiter,
+        delivery=once,
     )

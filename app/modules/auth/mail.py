@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import Database, get_database, release_connection, utcnow
 from app.core.mail import MailService, get_mailer
-from app.core.outbox import RunOnce
+from app.core.outbox import OutboxDelivery, RunOnce
 from app.core.queue import TaskiqDepends, broker
 from app.core.ratelimit import RateLimiter, get_rate_limiter
 from app.core.security import hash_token, new_opaque_token
@@ -50,11 +50,14 @@ class AccountMailer:
         self.users = UsersGateway(session)
         self.action_tokens = ActionTokenRepository()
 
-    async def send(self, kind: AccountMail, email: str) -> None:
+    async def send(self, kind: AccountMail, email: str, *, retry: bool = False) -> None:
         """At most AUTH_EMAIL_RATE_LIMIT mails per address; beyond it nothing is sent (links
-        mailed earlier keep working)."""
+        mailed earlier keep working). A retry of a mail that failed was counted already."""
         budget = await self.limiter.peek_hit(
-            key=hash_token(email.lower()), limit=self.settings.email_rate_limit, scope="auth.mail"
+            key=hash_token(email.lower()),
+            limit=self.settings.email_rate_limit,
+            scope="auth.mail",
+            cost=0 if retry else 1,
         )
         if not budget.allowed:
             log.info("account_mail_not_sent", kind=kind.value, reason="address budget spent")
@@ -113,12 +116,13 @@ async def send_account_mail_now(
     settings: AuthSettings,
     mailer: MailService,
     limiter: RateLimiter,
+    delivery: OutboxDelivery | None = None,
 ) -> None:
     async with database.sessionmaker() as session:
         account_mailer = AccountMailer(
             session=session, settings=settings, mailer=mailer, limiter=limiter
         )
-        await account_mailer.send(kind, email)
+        await account_mailer.send(kind, email, retry=delivery is not None and delivery.attempt > 1)
 
 
 @broker.task(task_name="auth.send_account_mail")
@@ -140,4 +144,5 @@ async def send_account_mail(
         settings=settings,
         mailer=mailer,
         limiter=limiter,
+        delivery=once,
     )

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from taskiq import BrokerMessage
 from typer.testing import CliRunner
@@ -196,6 +196,59 @@ async def test_an_entry_the_queue_lost_is_sent_again(
     await session.commit()
     assert await relay.relay_due() == 1
     assert [int(message.labels["outbox_attempt"]) for message in queue.sent] == [1, 2]
+
+
+async def test_an_entry_lost_as_often_as_its_budget_allows_ends_dead(
+    app: FastAPI, settings: Settings, session: AsyncSession, paused_relay: OutboxRelay
+) -> None:
+    """A task that takes its worker down with it (or a worker too old to know it) never
+    reports: the entry is sent again after OUTBOX_REQUEUE_AFTER, its budget's worth, then
+    it is dead rather than sent every hour for ever."""
+    enqueue(session, note, "vanishing")
+    await session.commit()
+    queue = RecordingBroker()
+    relay = OutboxRelay(app.state.database, settings, target=queue)
+    later = timedelta(seconds=settings.outbox_requeue_after + 1)
+    budget = settings.queue_max_retries + 1
+    for _ in range(budget + 1):
+        await relay.relay_due()
+        await session.execute(update(OutboxEntry).values(queued_at=func.now() - later))
+        await session.commit()
+    assert [int(message.labels["outbox_attempt"]) for message in queue.sent] == [
+        *range(1, budget + 1)
+    ]
+    (entry,) = await _entries(session)
+    assert entry.status == "dead"
+    assert entry.finished_at is not None
+    assert entry.last_error == f"no outcome after {budget} attempts (a worker died running it?)"
+
+
+async def test_entries_are_committed_as_queued_before_they_are_sent(
+    app: FastAPI, settings: Settings, session: AsyncSession, paused_relay: OutboxRelay
+) -> None:
+    """The relay holds no transaction (nor row locks) while the queue answers: a worker may
+    run the task at once, and a slow queue keeps no connection idle in a transaction."""
+    enqueue(session, note, "watched")
+    await session.commit()
+    seen_while_sending: list[tuple[str, int]] = []
+
+    class WatchingBroker(RecordingBroker):
+        async def kick(self, message: BrokerMessage) -> None:
+            async with app.state.database.sessionmaker() as other:
+                row = (await other.execute(select(OutboxEntry.status, OutboxEntry.attempts))).one()
+                seen_while_sending.append((row.status, row.attempts))
+                idle_in_transaction = await other.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND state = 'idle in transaction' AND pid <> pg_backend_pid()"
+                    )
+                )
+            assert idle_in_transaction == 0
+            await super().kick(message)
+
+    relay = OutboxRelay(app.state.database, settings, target=WatchingBroker())
+    assert await relay.relay_due() == 1
+    assert seen_while_sending == [("queued", 1)]
 
 
 async def test_a_queue_that_does_not_answer_leaves_the_entries_pending(

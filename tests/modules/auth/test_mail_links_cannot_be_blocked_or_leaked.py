@@ -4,6 +4,7 @@ the task queue."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from httpx import AsyncClient
 from taskiq import BrokerMessage
 
 from app.core.queue import broker
+from app.modules.auth.config import AuthSettings
 from app.modules.users.models import User
 from tests.conftest import MailOutbox
 from tests.modules.conftest import login, token_from_link
@@ -88,3 +90,21 @@ async def test_a_link_carries_its_token_in_the_fragment(
     assert link.startswith("http://localhost:3000/reset-password#token=")
     assert "?" not in link
     await login(client, "alice")  # the request changed nothing of the account
+
+
+async def test_a_mail_retried_after_an_smtp_failure_is_not_charged_to_the_address_again(
+    app: FastAPI,
+    client: AsyncClient,
+    user: User,
+    mail_outbox: MailOutbox,
+    auth_settings: Callable[..., AuthSettings],
+) -> None:
+    """The address's budget counts mails asked for, not attempts: with a budget of one, a
+    reset mail that the SMTP server refused at first still goes at its retry."""
+    auth_settings(email_rate_limit="1/hour")
+    mail_outbox.fail_next(1)
+    assert (await client.post(FORGOT, json={"email": user.email})).status_code == 202
+    await queued_work_done(app)
+    (message,) = mail_outbox.arrived()
+    assert message["To"] == user.email
+    assert len(mail_outbox.links(message)) == 1
