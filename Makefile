@@ -13,7 +13,7 @@ STAMP := $(VENV)/.synced
 # (servers, workers, the generator's project copy) and each would otherwise recompile the project.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help install lock dev test unit e2e lint fmt typecheck contracts migrate revision clean bench fuzz
+.PHONY: help install lock dev test unit e2e e2e-tools lint fmt typecheck contracts migrate revision clean bench fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -59,8 +59,15 @@ test: install ## lint, types, import contracts and the tests, run side by side
 unit: install ## the tests (two xdist workers) with branch coverage; fails under 90 % of app/
 	$(BIN)/pytest -n 2 --dist loadgroup -m "not e2e" --cov --cov-report=term-missing:skip-covered
 
-e2e: install ## end to end: the generator on a project copy, a 1 s benchmark smoke (CI runs it)
+e2e: install e2e-tools ## end to end: real processes (outbox faults, replicas behind HAProxy, schedulers, workers), the generator on a project copy, a benchmark smoke (CI runs it)
 	$(BIN)/pytest -n 2 --dist loadgroup -m e2e
+
+# The replica tests put HAProxy (Debian's package) in front of two servers.
+e2e-tools:
+	@command -v haproxy >/dev/null || test -x /usr/sbin/haproxy || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy; \
+	  else echo "make e2e needs HAProxy: sudo apt-get install haproxy (macOS: brew install haproxy)" >&2; exit 1; fi; }
 
 migrate: install ## apply migrations (alembic upgrade head)
 	$(BIN)/app migrate upgrade head

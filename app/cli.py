@@ -154,7 +154,8 @@ def worker(
 
 @cli.command()
 def scheduler() -> None:
-    """Scheduler: sends periodic tasks (their `schedule` label) to the workers. Run one."""
+    """Scheduler: sends periodic tasks (their `schedule` label) to the workers. Any number
+    may run: each tick is claimed in Redis, and sent by the one that claimed it."""
     import asyncio
 
     from taskiq.cli.scheduler.args import SchedulerArgs

@@ -10,17 +10,19 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import pytest
 from alembic import command
+from sqlalchemy import text
 
 # The users/auth fixtures (cheap argon2id, admin, bearer...) are shared with tests/modules.
 from app.core.embedded import EmbeddedRedis, stop_process
+from tests.conftest import Services
 from tests.modules.conftest import (
     Headers,
     admin,
@@ -33,6 +35,9 @@ from tests.modules.conftest import (
 )
 from tests.support import PROJECT_ROOT, alembic_config
 
+if TYPE_CHECKING:
+    from tests.reliability.stack import Stack
+
 __all__ = [
     "Headers",
     "PrivatePostgres",
@@ -44,6 +49,7 @@ __all__ = [
     "make_user",
     "private_postgres",
     "private_redis",
+    "stack",
     "user",
     "user_headers",
     "wait_until",
@@ -194,3 +200,19 @@ def private_redis() -> Iterator[EmbeddedRedis]:
     finally:
         redis.stop()
         directory.close()
+
+
+@pytest.fixture
+async def stack(
+    services: Services, private_postgres: PrivatePostgres, private_redis: EmbeddedRedis
+) -> AsyncIterator[Stack]:
+    """A private stack whose processes the test starts (`tests/reliability/stack.py`)."""
+    from tests.reliability.stack import Stack
+
+    running = Stack(services, private_postgres, private_redis)
+    async with running.database.engine.connect() as connection:
+        await connection.execute(text("TRUNCATE outbox_entries, users CASCADE"))
+    try:
+        yield running
+    finally:
+        await running.close()
