@@ -32,6 +32,9 @@ from app.core.queue.middleware import RequestIdMiddleware, RetryMiddleware
 log = structlog.get_logger("app.queue")
 
 RECONNECT_DELAY = 1.0  # seconds between a worker's attempts to reach a Redis that is down
+# Tasks the in-process queue runs at once: like a small worker, it must not take the whole
+# connection pool from the requests it shares the process with.
+MEMORY_QUEUE_CONCURRENCY = 4
 
 
 class ReclaimingStreamBroker(RedisStreamBroker):
@@ -118,6 +121,7 @@ class AppBroker(AsyncBroker):
         self.transport: ReclaimingStreamBroker | None = None
         self._receiver: Receiver | None = None
         self._running: set[asyncio.Task[Any]] = set()
+        self._slots = asyncio.Semaphore(MEMORY_QUEUE_CONCURRENCY)
         self._started = False
         self._users = 0  # apps sharing the running broker (tests run several)
 
@@ -139,6 +143,7 @@ class AppBroker(AsyncBroker):
             self.transport = None
             self.result_backend = InmemoryResultBackend()
             self._receiver = Receiver(broker=self, propagate_exceptions=False)
+            self._slots = asyncio.Semaphore(MEMORY_QUEUE_CONCURRENCY)
             return
         if settings.redis_url is None:
             raise RuntimeError("QUEUE_BROKER=redis needs REDIS_URL")
@@ -186,9 +191,13 @@ class AppBroker(AsyncBroker):
             return
         if self._receiver is None:
             raise RuntimeError("the broker is not configured; is the app started?")
-        task = asyncio.create_task(self._receiver.callback(message=message.message))
+        task = asyncio.create_task(self._run_in_memory(self._receiver, message.message))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+
+    async def _run_in_memory(self, receiver: Receiver, message: bytes) -> None:
+        async with self._slots:
+            await receiver.callback(message=message)
 
     async def listen(self) -> AsyncGenerator[bytes | AckableMessage, None]:
         if self.transport is None:
