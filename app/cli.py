@@ -164,6 +164,9 @@ def scheduler() -> None:
     _settings_or_exit()
     if get_settings().app_env is not Environment.PRODUCTION:
         _with_embedded_services()
+    # It holds no work to finish: SIGTERM ends it at once, with status 0. Without a handler a
+    # container's process 1 ignores SIGTERM and `docker compose stop` waits for the SIGKILL.
+    _exit_zero_after_sigterm()
     asyncio.run(
         run_scheduler(
             SchedulerArgs(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import ipaddress
 import json
 import pkgutil
 import re
@@ -25,11 +26,11 @@ from typing import Any
 import pytest
 import yaml
 from fastapi.routing import APIRoute
-from pydantic import AliasChoices
+from pydantic import AliasChoices, ValidationError
 from typer.testing import CliRunner
 
 from app.cli import cli
-from app.core.config import AppSettings, Environment, Settings
+from app.core.config import DEFAULT_SECRET_KEY, AppSettings, Environment, Settings
 from app.core.health import router as health_router
 from tests.support import PROJECT_ROOT
 
@@ -577,3 +578,278 @@ def test_compose_mounts_the_code_read_only_where_the_image_has_it(name: str) -> 
 
 def test_compose_has_no_package_index() -> None:
     assert not INDEX_OPTIONS.search((PROJECT_ROOT / "docker-compose.yaml").read_text())
+
+
+# --- compose.production.yaml, deploy/nginx/nginx.conf, compose.mailpit.yaml ---------------
+
+PRODUCTION_FILE = "compose.production.yaml"
+MAILPIT_FILE = "compose.mailpit.yaml"
+PRODUCTION_ENV_FILE = ".env.production"
+PRODUCTION_SAMPLE = ".sample.production.env"
+NGINX_CONF = "deploy/nginx/nginx.conf"
+SCALED = ("api", "worker", "scheduler")
+PRODUCTION_LONG_RUNNING = ("proxy", *SCALED, "postgres", "redis")
+POSTGRES_IMAGE_SETTINGS = {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"}
+
+
+@cache
+def compose_file(name: str) -> dict[str, Any]:
+    data = yaml.safe_load((PROJECT_ROOT / name).read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def production(name: str) -> dict[str, Any]:
+    services: dict[str, dict[str, Any]] = compose_file(PRODUCTION_FILE)["services"]
+    return services[name]
+
+
+def production_environment(name: str) -> dict[str, str]:
+    environment = production(name).get("environment", {})
+    return {key: str(value) for key, value in environment.items()}
+
+
+def seconds(duration: str) -> float:
+    """A compose duration ("30s", "1m30s", "1h") in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)
+    assert "".join(n + u for n, u in parts) == duration, f"not a duration: {duration}"
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+def nginx_directives() -> list[list[str]]:
+    """Every simple directive of nginx.conf as its words (quotes and comments dropped)."""
+    text = re.sub(r"#[^\n]*", "", (PROJECT_ROOT / NGINX_CONF).read_text())
+    statements = re.split(r"[;{}]", text)
+    return [shlex.split(statement) for statement in statements if statement.strip()]
+
+
+def directive(name: str) -> list[list[str]]:
+    return [words[1:] for words in nginx_directives() if words[0] == name]
+
+
+def test_production_compose_runs_the_stack_with_only_the_proxy_published() -> None:
+    services: dict[str, dict[str, Any]] = compose_file(PRODUCTION_FILE)["services"]
+    assert set(services) == {"proxy", *APP_SERVICES, "postgres", "redis"}
+    published_by = {name for name, spec in services.items() if spec.get("ports")}
+    assert published_by == {"proxy"}, "clients reach the API through nginx only"
+    (listen,) = directive("listen")
+    assert [published(port) for port in production("proxy")["ports"]] == [("80", listen[0])]
+    for name, spec in services.items():
+        assert "network_mode" not in spec, name
+        assert spec["networks"] == ["backend"], f"{name} is not on the proxy network"
+
+
+def test_production_compose_scales_api_and_workers_and_runs_two_schedulers() -> None:
+    for name in SCALED:
+        spec = production(name)
+        # `scale` is what Debian's docker-compose 1.29 and Compose v2 both honour.
+        assert spec["scale"] >= 2, name
+        assert "container_name" not in spec, f"{name}: a fixed name cannot be scaled"
+        if "replicas" in spec.get("deploy", {}):
+            assert spec["deploy"]["replicas"] == spec["scale"], "v2 refuses two counts"
+    assert production("scheduler")["scale"] == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "command"),
+    [
+        ("api", "app serve"),
+        ("worker", "app worker"),
+        ("scheduler", "app scheduler"),
+        ("migrate", "app migrate upgrade head"),
+    ],
+)
+def test_production_compose_commands_are_real_cli_commands(name: str, command: str) -> None:
+    words = command_words(production(name)["command"])
+    assert words == shlex.split(command)
+    assert invoke_help(words) == 0, f"`{command}` is not an app command (see app/cli.py)"
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_production_compose_runs_the_image_as_built(name: str) -> None:
+    spec = production(name)
+    assert spec["build"] == "."
+    assert "volumes" not in spec, "no source mounts: the code is the image's"
+    assert spec["env_file"] in (PRODUCTION_ENV_FILE, [PRODUCTION_ENV_FILE])
+    environment = production_environment(name)
+    assert environment["APP_ENV"] == Environment.PRODUCTION.value
+    assert environment["REDIS_URL"] == SERVICE_URLS["REDIS_URL"]
+    assert environment["SERVER_HOST"] == ALL_INTERFACES
+    unknown = set(environment) - known_settings()
+    assert not unknown, f"not read by any settings class: {sorted(unknown)}"
+    assert production(name)["logging"]["options"]["max-size"], "logs are rotated"
+
+
+def test_production_compose_starts_after_migrations_and_the_proxy_after_the_api() -> None:
+    services: dict[str, dict[str, Any]] = compose_file(PRODUCTION_FILE)["services"]
+    for name in SCALED:
+        depends_on = production(name)["depends_on"]
+        assert depends_on["postgres"]["condition"] == "service_healthy"
+        assert depends_on["redis"]["condition"] == "service_healthy"
+        assert depends_on["migrate"]["condition"] == "service_completed_successfully"
+    assert production("migrate")["depends_on"]["postgres"]["condition"] == "service_healthy"
+    # nginx resolves the replicas again every few seconds, but starting it after a healthy API
+    # means its first requests do not meet a 502.
+    assert production("proxy")["depends_on"]["api"]["condition"] == "service_healthy"
+    for name, spec in services.items():
+        for target, rule in spec.get("depends_on", {}).items():
+            condition = rule["condition"]
+            check = services[target].get("healthcheck", {})
+            if condition == "service_healthy":
+                assert not check.get("disable"), f"{name} waits for {target}'s disabled check"
+                # No `test`: the image's HEALTHCHECK, which only our own image has.
+                assert check.get("test") or services[target].get("build") == ".", target
+            elif condition == "service_completed_successfully":
+                assert services[target]["restart"] in {"no", "on-failure"}
+            else:
+                assert condition == "service_started"
+
+
+def test_production_compose_gives_requests_and_tasks_time_to_finish_on_stop() -> None:
+    sample = dotenv(PROJECT_ROOT / PRODUCTION_SAMPLE)
+    longest = max(
+        float(sample.get("SERVER_GRACEFUL_TIMEOUT", Settings().server_graceful_timeout)),
+        float(sample.get("QUEUE_SHUTDOWN_TIMEOUT", Settings().queue_shutdown_timeout)),
+    )
+    for name in SCALED:
+        assert seconds(production(name)["stop_grace_period"]) > longest, name
+
+
+def test_production_compose_health_checks_and_restart_policies() -> None:
+    # The api keeps the image's check (GET /health/live), probed more often than the image's
+    # 30 s so the proxy starts sooner; the other app processes serve no HTTP.
+    api_check = production("api")["healthcheck"]
+    assert "test" not in api_check
+    assert not api_check.get("disable")
+    assert seconds(api_check["interval"]) <= 10
+    for name in ("worker", "scheduler", "migrate"):
+        assert production(name)["healthcheck"] == {"disable": True}
+    assert "pg_isready" in " ".join(production("postgres")["healthcheck"]["test"])
+    assert production("redis")["healthcheck"]["test"][-2:] == ["redis-cli", "ping"]
+    probe = production("proxy")["healthcheck"]["test"]
+    locations = [words[-1] for words in directive("location")]
+    assert any(probe[-1].endswith(location) for location in locations), probe
+    for name in PRODUCTION_LONG_RUNNING:
+        assert production(name)["restart"] == "unless-stopped", name
+    assert production("migrate")["restart"] in {"no", "on-failure"}
+
+
+def test_production_compose_keeps_data_in_named_volumes() -> None:
+    assert {"postgres-data", "redis-data"} <= set(compose_file(PRODUCTION_FILE)["volumes"])
+    assert "postgres-data:/var/lib/postgresql/data" in production("postgres")["volumes"]
+    assert "redis-data:/data" in production("redis")["volumes"]
+    assert "--appendonly" in production("redis")["command"], "queued tasks survive a restart"
+
+
+def test_production_compose_images_are_pinned() -> None:
+    images = {name: production(name)["image"] for name in ("proxy", "postgres", "redis")}
+    assert images["proxy"].startswith("nginx:")
+    for reference in images.values():
+        assert image_pinned(reference), f"{reference} is not pinned to a version"
+
+
+def test_production_api_trusts_forwarded_for_from_the_proxy_network_only() -> None:
+    from starlette.requests import Request
+
+    from app.core.ratelimit import client_ip
+
+    (subnet,) = [
+        item["subnet"]
+        for item in compose_file(PRODUCTION_FILE)["networks"]["backend"]["ipam"]["config"]
+    ]
+    network = ipaddress.ip_network(subnet)
+    assert network.is_private
+    settings = Settings(
+        _env_file=None, trusted_proxies=production_environment("api")["TRUSTED_PROXIES"]
+    )
+    for name in APP_SERVICES:
+        assert production_environment(name)["TRUSTED_PROXIES"] == subnet, name
+    trusted = tuple(ipaddress.ip_network(value) for value in settings.trusted_proxies)
+
+    def seen(peer: str, forwarded_for: str) -> str:
+        scope = {
+            "type": "http",
+            "headers": [(b"x-forwarded-for", forwarded_for.encode())],
+            "client": (peer, 40000),
+        }
+        return client_ip(Request(scope), trusted)
+
+    nginx = str(network[10])
+    assert seen(nginx, "203.0.113.7") == "203.0.113.7", "rate limits count the real client"
+    assert seen("203.0.113.9", "198.51.100.1") == "203.0.113.9", "no one else is believed"
+    # nginx is the edge: it replaces what the client sent with the address it saw.
+    assert ["X-Forwarded-For", "$remote_addr"] in directive("proxy_set_header")
+
+
+def test_production_nginx_balances_over_every_api_replica() -> None:
+    proxy = production("proxy")
+    assert f"./{NGINX_CONF}:/etc/nginx/nginx.conf:ro" in proxy["volumes"]
+    # Docker's DNS, asked again while running: scaled or restarted replicas join the rotation
+    # (an upstream block would keep the addresses nginx resolved at start).
+    (resolver,) = directive("resolver")
+    assert resolver[0] == "127.0.0.11"
+    (proxy_pass,) = directive("proxy_pass")
+    assert proxy_pass[0].startswith("$"), "a variable, so that nginx resolves it at run time"
+    target = {words[0]: words[1] for words in directive("set")}[proxy_pass[0]]
+    port = production_environment("api")["SERVER_PORT"]
+    assert target == f"http://api:{port}", "the api service, on the port `app serve` listens on"
+
+
+def test_production_sample_env_lists_what_must_be_set() -> None:
+    sample = dotenv(PROJECT_ROOT / PRODUCTION_SAMPLE)
+    unknown = set(sample) - known_settings() - POSTGRES_IMAGE_SETTINGS
+    assert not unknown, f"not read by any settings class: {sorted(unknown)}"
+    assert {"SECRET_KEY", "DATABASE_URL", "SMTP_HOST", "POSTGRES_PASSWORD"} <= set(sample)
+    assert not sample["SECRET_KEY"], "no secret in the repository"
+    assert not sample["POSTGRES_PASSWORD"], "no secret in the repository"
+    url = sample["DATABASE_URL"]
+    assert url.startswith(f"postgresql://{sample['POSTGRES_USER']}:")
+    assert url.endswith(f"@postgres:5432/{sample['POSTGRES_DB']}")
+    assert production("postgres")["env_file"] in (PRODUCTION_ENV_FILE, [PRODUCTION_ENV_FILE])
+
+
+@pytest.mark.parametrize("secret", ["", "short", DEFAULT_SECRET_KEY])
+def test_production_compose_refuses_to_start_until_the_secret_key_is_set(
+    secret: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in known_settings():
+        monkeypatch.delenv(variable, raising=False)
+    environment = {**dotenv(PROJECT_ROOT / PRODUCTION_SAMPLE), **production_environment("api")}
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SECRET_KEY", secret)
+    with pytest.raises(ValidationError, match="SECRET_KEY"):
+        Settings(_env_file=None)
+    monkeypatch.setenv("SECRET_KEY", "x" * 64)
+    for settings_class in settings_classes():
+        settings_class(_env_file=None)
+    assert Settings(_env_file=None).is_production
+
+
+def test_production_env_file_stays_out_of_git_and_the_image() -> None:
+    assert ignored(PRODUCTION_ENV_FILE)
+    patterns = (PROJECT_ROOT / ".gitignore").read_text().split()
+    assert any(fnmatch.fnmatchcase(PRODUCTION_ENV_FILE, pattern) for pattern in patterns)
+    assert not any(fnmatch.fnmatchcase(PRODUCTION_SAMPLE, pattern) for pattern in patterns)
+
+
+def test_mailpit_override_sends_every_mail_to_mailpit() -> None:
+    override: dict[str, dict[str, Any]] = compose_file(MAILPIT_FILE)["services"]
+    assert set(override) == {"api", "worker", "mailpit"}
+    mailpit = override["mailpit"]
+    assert image_pinned(mailpit["image"])
+    assert mailpit["image"].startswith("axllent/mailpit:")
+    assert mailpit["networks"] == ["backend"]
+    assert [published(port) for port in mailpit["ports"]] == [("8025", "8025")]
+    for name in ("api", "worker"):  # the API sends some mail itself; the worker the queued
+        environment = {key: str(value) for key, value in override[name]["environment"].items()}
+        assert environment["SMTP_HOST"] == "mailpit"
+        assert environment["SMTP_PORT"] == "1025"
+        assert set(environment) <= known_settings()
+        assert set(override[name]) == {"environment"}, "the override changes the mail only"
+
+
+@pytest.mark.parametrize("name", [PRODUCTION_FILE, MAILPIT_FILE, NGINX_CONF, PRODUCTION_SAMPLE])
+def test_production_files_name_no_package_index(name: str) -> None:
+    assert not INDEX_OPTIONS.search((PROJECT_ROOT / name).read_text())

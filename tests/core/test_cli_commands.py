@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -61,3 +66,42 @@ def test_embedded_redis_starts_when_no_url_is_set(
         client.shutdown(nosave=True)
     finally:
         client.close()
+
+
+def _handles_sigterm(pid: int) -> bool:
+    """Whether the process has a SIGTERM handler (Linux: the SigCgt mask in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    return False
+
+
+def test_scheduler_in_production_stops_on_sigterm_with_status_zero(services: Services) -> None:
+    # In a container the scheduler is process 1, which ignores a SIGTERM it does not handle:
+    # `docker compose stop` would wait for the SIGKILL and report exit 137.
+    env = {
+        **os.environ,
+        "APP_ENV": "production",
+        "SECRET_KEY": "x" * 64,
+        "DATABASE_URL": services.database_url,
+        "REDIS_URL": services.redis_db(12),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "scheduler"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not _handles_sigterm(process.pid):
+            assert process.poll() is None, process.communicate()[1].decode()
+            assert time.monotonic() < deadline, "the scheduler never handled SIGTERM"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        Redis.from_url(services.redis_db(12)).flushdb()
