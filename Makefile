@@ -8,6 +8,10 @@ BIN := $(VENV)/bin
 # uv from PATH when present, otherwise the copy installed into .venv by `make install`.
 UV := $(shell command -v uv 2>/dev/null || echo $(BIN)/uv)
 STAMP := $(VENV)/.synced
+# checkov (the Kubernetes manifests' policy scan) pins versions the app's environment cannot
+# take, so it gets a virtualenv of its own inside .venv, from its own lock.
+CHECKOV_VENV := $(VENV)/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.synced
 
 # Bytecode is written (some machines disable it globally): the tests start many Python processes
 # (servers, workers, the generator's project copy) and each would otherwise recompile the project.
@@ -30,11 +34,19 @@ $(STAMP): requirements/dev.txt pyproject.toml | $(UV)
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $@
 
-install: $(STAMP) ## create .venv and sync it from the lock (requirements/dev.txt)
+$(CHECKOV_VENV)/bin/python: | $(BIN)/python
+	$(PYTHON) -m venv --without-pip $(CHECKOV_VENV)
+
+$(CHECKOV_STAMP): requirements/checkov.txt | $(UV) $(CHECKOV_VENV)/bin/python
+	$(UV) pip sync --quiet --compile-bytecode --python $(CHECKOV_VENV)/bin/python requirements/checkov.txt
+	@touch $@
+
+install: $(STAMP) $(CHECKOV_STAMP) ## create .venv and sync it from the lock (requirements/dev.txt, checkov.txt)
 
 lock: | $(UV) ## re-resolve requirements/*.txt from pyproject.toml
 	$(UV) pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 --no-header --quiet -o requirements/base.txt
 	$(UV) pip compile pyproject.toml --group dev --universal --generate-hashes --python-version 3.11 --no-header --quiet -o requirements/dev.txt
+	$(UV) pip compile --group pyproject.toml:checkov --universal --generate-hashes --python-version 3.11 --no-header --quiet -o requirements/checkov.txt
 
 dev: install ## run the API with reload on :8000 (embedded PostgreSQL/Redis/SMTP when no URLs are set)
 	$(BIN)/app dev

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.config import get_settings
-from app.core.db import Base
+from app.core.db import MIGRATIONS_LOCK_KEY, Base
 from app.core.modules import discover_modules
 
 config = context.config
@@ -41,6 +41,11 @@ def run_migrations_offline() -> None:
 def _run_sync(connection: Connection) -> None:
     _configure(connection)
     with context.begin_transaction():
+        # Alembic takes no lock: two upgrades at once (several API pods starting, each with its
+        # `app migrate upgrade head` init container) would both apply the same migrations. The
+        # first holds this lock until its transaction ends; the others wait, then read the
+        # version it committed and find nothing to do.
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATIONS_LOCK_KEY})")
         context.run_migrations()
 
 

@@ -1,7 +1,14 @@
 """Database layer: engine, session and connection dependencies, declarative base and mixins,
 repositories, list params."""
 
-from app.core.db.base import Base, SoftDeleteMixin, TimestampMixin, UUIDPrimaryKeyMixin, utcnow
+from app.core.db.base import (
+    MIGRATIONS_LOCK_KEY,
+    Base,
+    SoftDeleteMixin,
+    TimestampMixin,
+    UUIDPrimaryKeyMixin,
+    utcnow,
+)
 from app.core.db.engine import (
     Database,
     DatabaseDep,
@@ -16,6 +23,7 @@ from app.core.db.listing import FilterSpec, ListParams, Page, list_params
 from app.core.db.repository import BaseRepository, rows_affected
 
 __all__ = [
+    "MIGRATIONS_LOCK_KEY",
     "Base",
     "BaseRepository",
     "DBConnection",

@@ -17,6 +17,9 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+# The PostgreSQL advisory lock an upgrade holds (migrations/env.py): upgrades run one at a time.
+MIGRATIONS_LOCK_KEY = 0x6170705F6D6967  # "app_mig"
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
