@@ -16,6 +16,7 @@ import contextlib
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 from taskiq.kicker import AsyncKicker
@@ -120,11 +121,12 @@ class OutboxRelay:
     async def _relay_while_listening(self, connection: AsyncConnection) -> None:
         await connection.exec_driver_sql(f"LISTEN {NOTIFY_CHANNEL}")
         listener = (await connection.get_raw_connection()).driver_connection
+        assert isinstance(listener, psycopg.AsyncConnection)  # the engine's driver is psycopg
         while not self._stopping.is_set():
             if await self.relay_due() < self.batch_size:
                 await self._until_notified(listener)
 
-    async def _until_notified(self, listener: Any) -> None:
+    async def _until_notified(self, listener: psycopg.AsyncConnection[Any]) -> None:
         """Wait for an insert's notification, the poll interval, or `stop()`."""
 
         async def notified() -> None:
