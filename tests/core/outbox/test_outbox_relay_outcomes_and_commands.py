@@ -251,6 +251,29 @@ async def test_entries_are_committed_as_queued_before_they_are_sent(
     assert seen_while_sending == [("queued", 1)]
 
 
+async def test_a_commit_wakes_a_waiting_relay_at_once(
+    app: FastAPI, settings: Settings, session: AsyncSession, paused_relay: OutboxRelay
+) -> None:
+    """Relays LISTEN for the outbox's NOTIFY: work committed while one waits is sent at once,
+    not at its next look (set here to half a minute)."""
+    queue = RecordingBroker()
+    patient = settings.model_copy(update={"outbox_poll_interval": 30})
+    relay = OutboxRelay(app.state.database, patient, target=queue)
+    relay.start()
+    try:
+        await asyncio.sleep(0.5)  # its first look found nothing: it waits
+        enqueue(session, note, "wake")
+        await session.commit()
+        loop = asyncio.get_running_loop()
+        committed = loop.time()
+        while not queue.sent:
+            assert loop.time() - committed < 5, "the relay slept through the commit"
+            await asyncio.sleep(0.02)
+    finally:
+        await relay.stop()
+    assert [message.task_name for message in queue.sent] == ["tests.outbox.note"]
+
+
 async def test_a_queue_that_does_not_answer_leaves_the_entries_pending(
     app: FastAPI, settings: Settings, session: AsyncSession, paused_relay: OutboxRelay
 ) -> None:
