@@ -11,7 +11,8 @@ A module declares tasks in its own `tasks.py`, found by the module registry:
     await send_receipt.kiq(order_id=1)        # from a request, a listener or another task
 
 Options as labels: `retry_on_error=False`, `max_retries=5`, `delay=10` (seconds before the first
-retry), `schedule=[{"cron": "0 * * * *"}]`. Run `app worker` and `app scheduler`, as many of each as you like.
+retry), `schedule=[{"cron": "0 * * * *"}]`. Run `app worker` and `app scheduler`, as many of
+each as you like.
 """
 
 from taskiq import TaskiqDepends
