@@ -15,13 +15,14 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app.core.db import rows_affected
 from app.core.errors import Forbidden
 from app.core.modules import DEFAULT_PACKAGES
 from app.core.tenancy import bind_tenant, tenant_policy_sql
 from app.main import create_app
 from app.modules.organizations.models import Organization
 from tests.conftest import Services, make_settings
-from tests.core.tenant_sample.notes.models import Note
+from tests.core.tenant_sample.notes.models import NoteBase
 from tests.core.tenant_sample.notes.routes import NoteRepository
 from tests.factories.organizations import add_member, create_organization
 from tests.factories.users import create_user
@@ -37,7 +38,7 @@ async def notes_app(services: Services, owner_engine: AsyncEngine) -> AsyncItera
     app = create_app(
         make_settings(services), module_packages=(*DEFAULT_PACKAGES, "tests.core.tenant_sample")
     )
-    table = Note.__table__
+    table = NoteBase.metadata.tables["test_notes"]
     async with owner_engine.begin() as connection:  # as a migration would, as the owner
         await connection.run_sync(lambda sync: table.create(sync, checkfirst=True))
         for statement in tenant_policy_sql(table.name):
@@ -154,7 +155,7 @@ async def test_raw_sql_with_no_filter_sees_and_writes_only_the_sessions_organiza
         moved = await session.execute(
             text("UPDATE test_notes SET title = 'moved' WHERE title = 'g1'")
         )
-        assert moved.rowcount == 0  # type: ignore[attr-defined]
+        assert rows_affected(moved) == 0
         await session.rollback()
 
     # No organization set (a plain session, a pooled connection after a tenant transaction):
