@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.db import utcnow
 from app.core.events import listener
 from app.core.queue import broker
-from app.modules.organizations import MemberRemoved
+from app.modules.organizations import MemberJoined, MemberRemoved, OrganizationDeleted
 from app.modules.organizations.models import Membership, Organization
 from app.modules.organizations.tasks import purge_deleted_organizations
 from tests.conftest import MailOutbox
@@ -21,6 +21,7 @@ from tests.factories.organizations import add_member, create_organization
 from tests.modules.organizations.conftest import CURRENT_URL, ORGS_URL, SignIn, create_org, in_org
 
 REMOVED: list[MemberRemoved] = []
+PUBLISHED: list[MemberJoined | OrganizationDeleted] = []
 
 
 @listener(MemberRemoved)
@@ -28,12 +29,25 @@ async def _record_removal(event: MemberRemoved) -> None:
     REMOVED.append(event)
 
 
+@listener(MemberJoined)
+@listener(OrganizationDeleted)
+async def _record(event: MemberJoined | OrganizationDeleted) -> None:
+    PUBLISHED.append(event)
+
+
 async def test_the_creator_owns_the_organization_and_switches_between_organizations(
     client: AsyncClient, sign_in: SignIn
 ) -> None:
-    _, headers = await sign_in("ann")
-    await create_org(client, headers, "acme")
+    ann, headers = await sign_in("ann")
+    PUBLISHED.clear()
+    acme = await create_org(client, headers, "acme")
     await create_org(client, headers, "Globex")  # slugs are lower-cased
+    joined = [e for e in PUBLISHED if isinstance(e, MemberJoined)]
+    assert (joined[0].organization_id, joined[0].user_id, joined[0].role) == (
+        uuid.UUID(acme["id"]),
+        ann.id,
+        "owner",
+    )
 
     mine = (await client.get(ORGS_URL, headers=headers)).json()
     assert sorted((item["slug"], item["role"]) for item in mine) == [
@@ -233,9 +247,10 @@ async def test_a_deleted_organization_is_gone_at_once_and_purged_with_its_data_l
     as_admin = in_org(member_headers, "acme")
     assert (await client.delete(CURRENT_URL, headers=as_admin)).status_code == 403
 
-    assert (
-        await client.delete(CURRENT_URL, headers=in_org(owner_headers, "acme"))
-    ).status_code == 204
+    PUBLISHED.clear()
+    deleted = await client.delete(CURRENT_URL, headers=in_org(owner_headers, "acme"))
+    assert deleted.status_code == 204
+    assert list(PUBLISHED) == [OrganizationDeleted(organization_id=organization_id)]
     assert (await client.get(CURRENT_URL, headers=as_admin)).status_code == 404
     assert (await client.get(ORGS_URL, headers=member_headers)).json() == []
 
