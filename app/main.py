@@ -145,7 +145,7 @@ def _include_modules(app: FastAPI, modules: Iterable[ModuleSpec], settings: Sett
     """Each module's router under /api/v1/<module>. Every API route is rate limited (unless
     RATE_LIMIT_ENABLED is off) and may find a backing service down."""
     limits = [Depends(default_rate_limit)] if settings.rate_limit_enabled else []
-    for spec in modules:
+    for spec in sorted(modules, key=lambda item: item.route_order):  # stable: then by name
         if spec.router is not None:
             app.include_router(
                 spec.router,

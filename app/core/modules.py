@@ -40,6 +40,9 @@ class ModuleSpec:
     authenticator: AuthenticatorFactory | None = None
     # Builds core's Memberships (is this account a member of that organization?); one module.
     memberships: MembershipsFactory | None = None
+    # Routers are included in ascending order, then by name. FastAPI tries a request against
+    # the routes included before its own, so a module on the hot path may ask to go first.
+    route_order: int = 0
 
     @property
     def url_prefix(self) -> str:
