@@ -24,7 +24,7 @@ as a role that owns no table (DB_ROLE, `app_tenant` by default), so the policies
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Protocol, TypeVar
 
@@ -36,7 +36,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, SessionTransaction,
 
 from app.core.auth import ActivePrincipal
 from app.core.config import Settings
-from app.core.db import BaseRepository, Database
+from app.core.db import BaseRepository, Database, ListParams
 from app.core.errors import Forbidden, NotFound
 
 # The per-transaction setting the row-level security policies read.
@@ -224,7 +224,11 @@ class TenantRepository(BaseRepository[ModelT]):
         await super().delete(session, instance)
 
     async def list(
-        self, session: AsyncSession, params: Any, *, where: Any = ()
+        self,
+        session: AsyncSession,
+        params: ListParams,
+        *,
+        where: Sequence[ColumnElement[bool]] = (),
     ) -> tuple[list[ModelT], int]:
         return await super().list(session, params, where=(self._tenant_clause(session), *where))
 

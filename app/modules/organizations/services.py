@@ -5,6 +5,7 @@ transaction."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -318,7 +319,11 @@ class OrganizationsService:
         return MyOrganization.model_validate({**_fields(organization), "role": membership.role})
 
     async def _hold_role(
-        self, current: CurrentOrganization, actor_id: uuid.UUID, allowed: Any, message: str
+        self,
+        current: CurrentOrganization,
+        actor_id: uuid.UUID,
+        allowed: Callable[[str], bool],
+        message: str,
     ) -> Membership:
         """The caller's membership, locked until the commit, checked again under the lock: a
         concurrent demotion or transfer cannot slip between the check and the change."""
