@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from app.core.config import AppSettings
+from app.core.ratelimit import LimitSetting
 
 
 class OrganizationsSettings(AppSettings):
@@ -18,6 +19,9 @@ class OrganizationsSettings(AppSettings):
     invitation_ttl_hours: int = Field(default=72, ge=1, le=24 * 30)
     # The frontend page an invitation links to; the token goes in its fragment.
     invitation_url: str = "http://localhost:3000/invitations/accept"
+    # Invitation mails (invitations and resends) per organization: an admin's account, or a
+    # stolen token, cannot turn the app into a mailer to arbitrary addresses.
+    invitation_mail_limit: LimitSetting = "30/hour"
     # A deleted organization's data is kept this long, then purged by a scheduled task.
     purge_after_days: int = Field(default=30, ge=0, le=3650)
 

@@ -10,6 +10,7 @@ from fastapi import Depends, Path
 
 from app.core.db import DBSession
 from app.core.mail import Mailer
+from app.core.ratelimit import RateLimits
 from app.modules.organizations.config import OrganizationsSettingsDep
 from app.modules.organizations.services import OrganizationsService
 from app.modules.users import UsersGatewayDep
@@ -20,8 +21,9 @@ async def get_organizations_service(
     settings: OrganizationsSettingsDep,
     users: UsersGatewayDep,
     mailer: Mailer,
+    limiter: RateLimits,
 ) -> OrganizationsService:
-    return OrganizationsService(session, settings, users=users, mailer=mailer)
+    return OrganizationsService(session, settings, users=users, mailer=mailer, limiter=limiter)
 
 
 OrganizationsServiceDep = Annotated[OrganizationsService, Depends(get_organizations_service)]

@@ -17,6 +17,7 @@ from app.core.db import release_connection, utcnow
 from app.core.errors import AppError, Conflict, Forbidden, NotFound
 from app.core.events import publish
 from app.core.mail import MailService
+from app.core.ratelimit import RateLimiter
 from app.core.security import hash_token, new_opaque_token
 from app.core.tenancy import CurrentOrganization
 from app.modules.organizations import policies
@@ -55,11 +56,13 @@ class OrganizationsService:
         *,
         users: UsersGateway,
         mailer: MailService | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.session = session
         self.settings = settings
         self.users = users
         self.mailer = mailer
+        self.limiter = limiter
         self.organizations = OrganizationRepository()
         self.memberships = MembershipRepository()
         self.invitations = InvitationRepository()
@@ -369,6 +372,14 @@ class OrganizationsService:
     async def _mail_invitation(
         self, current: CurrentOrganization, invitation: Invitation, token: str
     ) -> None:
+        """Within the organization's budget of invitation mails (429 beyond it)."""
+        if self.limiter is None:
+            raise RuntimeError("invitation mails are budgeted; this use case needs the limiter")
+        await self.limiter.hit(
+            key=str(current.id),
+            limit=self.settings.invitation_mail_limit,
+            scope="organization_invitations",
+        )
         organization = await self.organizations.get(self.session, id=current.id)
         # In the fragment: a browser sends it to no server, Referer and access logs included.
         self._mail(

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import utcnow
+from app.modules.organizations.config import OrganizationsSettings, get_organizations_settings
 from app.modules.organizations.models import Invitation
 from tests.conftest import MailOutbox
 from tests.factories.organizations import add_member, create_organization
@@ -198,3 +200,34 @@ async def test_members_cannot_invite_and_admins_cannot_invite_owners(
         INVITATIONS_URL, json={"email": "bob@example.com"}, headers=in_org(admin_headers, "acme")
     )
     assert existing.status_code == 409
+
+
+async def test_an_organization_has_a_budget_of_invitation_mails(
+    app: FastAPI,
+    client: AsyncClient,
+    sign_in: SignIn,
+    session: AsyncSession,
+    mail_outbox: MailOutbox,
+) -> None:
+    owner, owner_headers = await sign_in("ann")
+    await create_organization(session, owner_id=owner.id, slug="acme")
+    as_owner = in_org(owner_headers, "acme")
+    budget = OrganizationsSettings(_env_file=None, invitation_mail_limit="2/hour")
+    app.dependency_overrides[get_organizations_settings] = lambda: budget
+    try:
+        first = await _invite(client, as_owner, "one@example.com")
+        await _invite(client, as_owner, "two@example.com")
+        over = await client.post(f"{INVITATIONS_URL}/{first['id']}/resend", headers=as_owner)
+        assert over.status_code == 429
+        assert over.headers["content-type"] == "application/problem+json"
+        assert "Retry-After" in over.headers
+        third = await client.post(
+            INVITATIONS_URL, json={"email": "3@example.com"}, headers=as_owner
+        )
+        assert third.status_code == 429
+    finally:
+        app.dependency_overrides.pop(get_organizations_settings, None)
+    await mail_outbox.wait(2)
+    assert len(mail_outbox.arrived()) == 2
+    listed = (await client.get(INVITATIONS_URL, headers=as_owner)).json()
+    assert sorted(item["email"] for item in listed) == ["one@example.com", "two@example.com"]

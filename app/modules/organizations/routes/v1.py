@@ -159,7 +159,7 @@ async def list_invitations(
     "/current/invitations",
     status_code=status.HTTP_201_CREATED,
     response_model=InvitationOut,
-    responses=problems(401, 403, 404, 409, 422),
+    responses=problems(401, 403, 404, 409, 422, 429),
 )
 async def invite(
     body: InvitationCreate,
@@ -177,7 +177,7 @@ async def invite(
 @router.post(
     "/current/invitations/{invitation_id}/resend",
     response_model=InvitationOut,
-    responses=problems(401, 403, 404),
+    responses=problems(401, 403, 404, 429),
 )
 async def resend_invitation(
     invitation_id: InvitationIdPath, organization: OrgAdmin, service: OrganizationsServiceDep
