@@ -258,6 +258,9 @@ def new_module(
     crud: Annotated[bool, typer.Option("--crud/--no-crud", help="write CRUD endpoints")] = True,
     owned: Annotated[bool, typer.Option(help="records belong to their creator")] = False,
     soft_delete: Annotated[bool, typer.Option(help="delete marks rows, keeps them")] = False,
+    tenant: Annotated[
+        bool, typer.Option(help="records belong to the current organization (row-level security)")
+    ] = False,
     entity: Annotated[str | None, typer.Option(help="model class name (default: singular)")] = None,
     dry_run: Annotated[bool, typer.Option(help="print the files, write nothing")] = False,
 ) -> None:
@@ -271,7 +274,7 @@ def new_module(
             PROJECT_ROOT,
             name,
             specs,
-            Options(crud=crud, owned=owned, soft_delete=soft_delete, entity=entity),
+            Options(crud=crud, owned=owned, soft_delete=soft_delete, tenant=tenant, entity=entity),
         )
         if dry_run:
             for item in plan.files:

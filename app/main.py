@@ -29,6 +29,7 @@ from app.core.outbox import OutboxRelay, outbox_middleware
 from app.core.queue import broker
 from app.core.ratelimit import RateLimiter, default_rate_limit
 from app.core.redis import RedisCircuit, create_redis
+from app.core.tenancy import Memberships
 
 API_PREFIX = "/api/v1"
 
@@ -46,6 +47,15 @@ def _authenticator(
     factories = [spec.authenticator for spec in modules if spec.authenticator is not None]
     if len(factories) > 1:
         raise RuntimeError("more than one module provides an authenticator")
+    return factories[0](settings, database) if factories else None
+
+
+def _memberships(
+    modules: Iterable[ModuleSpec], settings: Settings, database: Database
+) -> Memberships | None:
+    factories = [spec.memberships for spec in modules if spec.memberships is not None]
+    if len(factories) > 1:
+        raise RuntimeError("more than one module provides memberships")
     return factories[0](settings, database) if factories else None
 
 
@@ -68,6 +78,7 @@ def _lifespan(
         app.state.database = database
         app.state.redis = redis
         app.state.authenticator = _authenticator(modules, settings, database)
+        app.state.memberships = _memberships(modules, settings, database)
         # One view of whether Redis is up, shared by its users in this process.
         circuit = RedisCircuit(settings.redis_retry_after)
         app.state.cache = CacheService(
@@ -134,7 +145,7 @@ def _include_modules(app: FastAPI, modules: Iterable[ModuleSpec], settings: Sett
     """Each module's router under /api/v1/<module>. Every API route is rate limited (unless
     RATE_LIMIT_ENABLED is off) and may find a backing service down."""
     limits = [Depends(default_rate_limit)] if settings.rate_limit_enabled else []
-    for spec in modules:
+    for spec in sorted(modules, key=lambda item: item.route_order):  # stable: then by name
         if spec.router is not None:
             app.include_router(
                 spec.router,

@@ -20,7 +20,7 @@ from httpx import AsyncClient
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from app.core.config import Environment, Settings
 from app.core.db import Base
@@ -208,18 +208,31 @@ def mail_outbox(_mail_handler: CatchingHandler) -> Iterator[MailOutbox]:
         _mail_handler.fail_next = 0
 
 
+@pytest.fixture(scope="session")
+def owner_engine(services: Services) -> Iterator[AsyncEngine]:
+    """The database as the owner of its tables (as migrations run): for the fixtures that
+    truncate or create tables, which the app's role (DB_ROLE, owns no table) may not."""
+    engine = create_async_engine(
+        f"postgresql+psycopg://{services.database_url.partition('://')[2]}", pool_size=1
+    )
+    yield engine
+    engine.sync_engine.dispose(close=False)  # the server goes away with the test database
+
+
 @pytest.fixture(autouse=True)
 async def _clean_slate(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     """Every test starts with empty tables and an empty Redis, whatever ran before it."""
-    yield
     if "app" not in request.fixturenames:
+        yield
         return
+    owner: AsyncEngine = request.getfixturevalue("owner_engine")
+    yield
     application: FastAPI = request.getfixturevalue("app")
     # Queued work of the test (a mail task) ends before the tables do.
     await queued_work_done(application)
     tables = [table.name for table in Base.metadata.sorted_tables]
     if tables:
-        async with application.state.database.engine.begin() as connection:
+        async with owner.begin() as connection:
             quoted = ", ".join(f'"{name}"' for name in tables)
             await connection.execute(text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
     await application.state.redis.flushdb()

@@ -6,6 +6,7 @@ Every setting is listed, with a comment, in `.sample.env`; a test keeps the two 
 from __future__ import annotations
 
 import enum
+import re
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -69,6 +70,10 @@ class Settings(AppSettings):
     # A transaction left idle this long is ended by PostgreSQL: it holds a pooled connection.
     db_idle_in_transaction_timeout_ms: int = Field(default=30_000, ge=0)
     db_echo: bool = False
+    # The role the app acts as on every connection (`-c role=...`): one that owns no table, so
+    # PostgreSQL's row-level security applies to it. The migrations create `app_tenant`; empty
+    # acts as the login itself (then use a login that owns no table: docs/modules.md, tenancy).
+    db_role: str = "app_tenant"
 
     redis_url: str | None = None
     redis_timeout: float = Field(default=2.0, gt=0, le=30)
@@ -160,6 +165,13 @@ class Settings(AppSettings):
             return None
         if not value.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
             raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("db_role")
+    @classmethod
+    def _role_name(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+            raise ValueError("must be a lower-case PostgreSQL role name (letters, digits, _)")
         return value
 
     @field_validator("redis_url")

@@ -22,6 +22,7 @@ from fastapi import APIRouter
 import app.core.outbox.models
 import app.core.sessions  # noqa: F401
 from app.core.auth import AuthenticatorFactory
+from app.core.tenancy import MembershipsFactory
 
 DEFAULT_PACKAGES: tuple[str, ...] = ("app.modules",)
 DISCOVERED_SUBMODULES: tuple[str, ...] = ("models", "tasks", "listeners")
@@ -37,6 +38,11 @@ class ModuleSpec:
     cli: typer.Typer | None = None  # extra `app <command>` commands the module adds
     # Builds core's Authenticator (who a bearer token stands for); one module provides it.
     authenticator: AuthenticatorFactory | None = None
+    # Builds core's Memberships (is this account a member of that organization?); one module.
+    memberships: MembershipsFactory | None = None
+    # Routers are included in ascending order, then by name. FastAPI tries a request against
+    # the routes included before its own, so a module on the hot path may ask to go first.
+    route_order: int = 0
 
     @property
     def url_prefix(self) -> str:

@@ -33,6 +33,7 @@ class Options:
     crud: bool = True
     owned: bool = False
     soft_delete: bool = False
+    tenant: bool = False  # records belong to the current organization (app.core.tenancy)
     entity: str | None = None  # class name; derived from the module name when omitted
 
 
@@ -242,6 +243,10 @@ def plan_module(
     if not re.match(r"^[A-Z][A-Za-z0-9]{1,39}$", entity):
         raise SpecError(f"entity name {entity!r} must be CamelCase")
 
+    if options.tenant and options.owned:
+        raise SpecError("--tenant and --owned cannot be combined yet; choose one")
+    if options.tenant and not (root / "app" / "modules" / "organizations").is_dir():
+        raise SpecError("--tenant needs the organizations module (app/modules/organizations)")
     refs = {f.ref_module for f in fields if f.kind == "ref"}
     if options.owned:
         refs.add("users")
@@ -290,6 +295,7 @@ def plan_module(
         "owner": owner_field.column if owner_field else None,
         "owner_field": owner_field.name if owner_field else None,
         "owned": options.owned,
+        "tenant": options.tenant,
         "soft_delete": options.soft_delete,
         "crud": options.crud,
         "revision": revision,
@@ -336,11 +342,23 @@ def plan_module(
         module_dir / "routes" / "v1.py": "routes_v1.py.jinja",
         tests_dir / "__init__.py": "empty.py.jinja",
         Path("tests/factories") / f"{name}.py": "factories.py.jinja",
-        tests_dir / "test_gateway_task_and_command.py": "test_gateway_task_and_command.py.jinja",
+        tests_dir / "test_gateway_task_and_command.py": (
+            "test_tenant_gateway_task_and_command.py.jinja"
+            if options.tenant
+            else "test_gateway_task_and_command.py.jinja"
+        ),
         Path("migrations/versions")
         / f"{now:%Y%m%d_%H%M}_{revision}_create_{name}.py": "migration.py.jinja",
     }
-    if options.crud:
+    if options.tenant:  # the same files, written for records that belong to organizations
+        for path, template in list(files.items()):
+            if (Path(__file__).parent / "templates" / f"tenant_{template}").exists():
+                files[path] = f"tenant_{template}"
+    if options.crud and options.tenant:
+        files[tests_dir / "test_endpoints_and_tenant_isolation.py"] = (
+            "test_tenant_endpoints.py.jinja"
+        )
+    elif options.crud:
         files[tests_dir / "test_endpoints.py"] = "test_endpoints.py.jinja"
     environment = Environment(
         loader=PackageLoader("app.scaffold", "templates"),

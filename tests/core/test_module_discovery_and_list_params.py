@@ -10,6 +10,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.modules import DEFAULT_PACKAGES
 from app.main import create_app
@@ -21,21 +22,21 @@ SAMPLE_PACKAGES = (*DEFAULT_PACKAGES, "tests.core.sample_modules")
 
 
 @pytest.fixture(scope="module")
-async def widgets_app(services: Services) -> AsyncIterator[FastAPI]:
+async def widgets_app(services: Services, owner_engine: AsyncEngine) -> AsyncIterator[FastAPI]:
     app = create_app(make_settings(services), module_packages=SAMPLE_PACKAGES)
     async with LifespanManager(app):
-        async with app.state.database.engine.begin() as connection:
+        async with owner_engine.begin() as connection:
             await connection.run_sync(WidgetBase.metadata.create_all)
         yield app
-        async with app.state.database.engine.begin() as connection:
+        async with owner_engine.begin() as connection:
             await connection.run_sync(WidgetBase.metadata.drop_all)
 
 
 @pytest.fixture
-async def http(widgets_app: FastAPI) -> AsyncIterator[AsyncClient]:
+async def http(widgets_app: FastAPI, owner_engine: AsyncEngine) -> AsyncIterator[AsyncClient]:
     async with http_client(widgets_app) as client:
         yield client
-    async with widgets_app.state.database.engine.begin() as connection:
+    async with owner_engine.begin() as connection:
         await connection.execute(text("TRUNCATE test_widgets"))
 
 

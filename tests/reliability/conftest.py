@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import psycopg
 import pytest
 from alembic import command
-from sqlalchemy import text
 
 # The users/auth fixtures (cheap argon2id, admin, bearer...) are shared with tests/modules.
 from app.core.embedded import EmbeddedRedis, stop_process
@@ -210,8 +210,9 @@ async def stack(
     from tests.reliability.stack import Stack
 
     running = Stack(services, private_postgres, private_redis)
-    async with running.database.engine.connect() as connection:
-        await connection.execute(text("TRUNCATE outbox_entries, users CASCADE"))
+    # As the tables' owner: the app's role (DB_ROLE) may not truncate.
+    with psycopg.connect(private_postgres.url, autocommit=True) as connection:
+        connection.execute("TRUNCATE outbox_entries, users CASCADE")
     try:
         yield running
     finally:

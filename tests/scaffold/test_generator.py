@@ -226,20 +226,28 @@ def test_generated_module_passes_lint_types_contracts_migrations_and_its_tests(
         "gadget:ref:probe_gadgets?",
         "--owned",
     )
+    result = runner.invoke(
+        cli,
+        ["new-module", "probe_projects", "name:str^", "budget:int?", "lead:ref:users?", "--tenant"],
+    )
+    assert result.exit_code == 0, result.output
 
     created = [
         "app/modules/probe_gadgets",
         "app/modules/probe_orders",
+        "app/modules/probe_projects",
         "tests/modules/probe_gadgets",
         "tests/modules/probe_orders",
+        "tests/modules/probe_projects",
         "tests/factories/probe_gadgets.py",
         "tests/factories/probe_orders.py",
+        "tests/factories/probe_projects.py",
     ]
     migrations = sorted(
         str(p.relative_to(project_copy))
         for p in set((project_copy / "migrations" / "versions").glob("*.py")) - before
     )
-    assert len(migrations) == 2
+    assert len(migrations) == 3
     assert all("_create_probe_" in name for name in migrations)
     # The copy's checks are independent: run them side by side, then read each verdict.
     checks = {
@@ -255,6 +263,7 @@ def test_generated_module_passes_lint_types_contracts_migrations_and_its_tests(
             "no:cacheprovider",
             "tests/modules/probe_gadgets",
             "tests/modules/probe_orders",
+            "tests/modules/probe_projects",
             "tests/core/test_migrations_match_the_models.py",
         ],
         "routes": [python, "-c", "from app.cli import main; main()", "routes"],
@@ -266,6 +275,7 @@ def test_generated_module_passes_lint_types_contracts_migrations_and_its_tests(
     openapi = outputs["routes"]
     assert "/api/v1/probe_orders/{probe_order_id}" in openapi
     assert "/api/v1/probe_gadgets" in openapi
+    assert "/api/v1/probe_projects/{probe_project_id}" in openapi
 
 
 def test_contracts_fail_on_internals_routes_to_repositories_and_a_cycle(
@@ -368,3 +378,44 @@ def test_no_crud_writes_a_module_without_endpoints() -> None:
     assert "@router." not in files["app/modules/probe_ledgers/routes/v1.py"]
     assert "tests/modules/probe_ledgers/test_endpoints.py" not in files
     assert "tests/modules/probe_ledgers/test_gateway_task_and_command.py" in files
+
+
+def test_tenant_modules_are_owned_by_organizations_under_row_level_security() -> None:
+    plan = plan_module(
+        PROJECT_ROOT,
+        "probe_projects",
+        parse_fields(["name:str^", "budget:int?!"]),
+        Options(tenant=True),
+    )
+    files = {str(item.path): item.content for item in plan.files}
+    model = files["app/modules/probe_projects/models.py"]
+    assert "TenantOwned, Base):" in model
+    assert 'sa.UniqueConstraint("organization_id", "name")' in model  # unique per organization
+    assert "unique=True" not in model
+    repository = files["app/modules/probe_projects/repositories.py"]
+    assert "class ProbeProjectRepository(TenantRepository[ProbeProject]):" in repository
+    assert "TenantSession" in files["app/modules/probe_projects/dependencies.py"]
+    assert "DBConnection" not in files["app/modules/probe_projects/gateway.py"]
+    migration = next(content for path, content in files.items() if "create_probe_projects" in path)
+    assert 'sa.Column("organization_id", sa.Uuid(), nullable=False)' in migration
+    assert '["organizations.id"]' in migration
+    assert "ENABLE ROW LEVEL SECURITY" in migration
+    current = "NULLIF(current_setting('app.organization_id', true), '')::uuid"
+    assert f"USING (organization_id = {current})" in migration
+    assert f"WITH CHECK (organization_id = {current})" in migration
+    assert 'DROP POLICY IF EXISTS tenant_isolation ON "probe_projects"' in migration
+    tests = files["tests/modules/probe_projects/test_endpoints_and_tenant_isolation.py"]
+    for name in (
+        "test_lists_gets_updates_and_deletes_stay_in_the_current_organization",
+        "test_raw_sql_sees_and_writes_only_the_sessions_organization",
+        "test_strangers_get_404_and_the_organization_must_be_named",
+    ):
+        assert f"async def {name}(" in tests
+
+
+def test_tenant_and_owned_together_are_refused_with_nothing_written() -> None:
+    before = _tree_snapshot(PROJECT_ROOT)
+    result = runner.invoke(cli, ["new-module", "probe_parcels", "label:str", "--tenant", "--owned"])
+    assert result.exit_code == 2, result.output
+    assert "--tenant and --owned cannot be combined" in result.output
+    assert _tree_snapshot(PROJECT_ROOT) == before

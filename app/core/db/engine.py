@@ -33,6 +33,8 @@ class Database:
             "idle_in_transaction_session_timeout": settings.db_idle_in_transaction_timeout_ms,
         }
         options = " ".join(f"-c {name}={value}" for name, value in timeouts.items() if value)
+        if settings.db_role:  # act as a role that owns no table: row-level security applies
+            options = f"{options} -c role={settings.db_role}".strip()
         if options:
             connect_args["options"] = options
         # Autocommit unless a session's transaction is open: `engine.begin()` on this engine
