@@ -18,7 +18,6 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx import AsyncClient
 from redis.asyncio import Redis
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
@@ -230,11 +229,11 @@ async def _clean_slate(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     application: FastAPI = request.getfixturevalue("app")
     # Queued work of the test (a mail task) ends before the tables do.
     await queued_work_done(application)
-    tables = [table.name for table in Base.metadata.sorted_tables]
-    if tables:
-        async with owner.begin() as connection:
-            quoted = ", ".join(f'"{name}"' for name in tables)
-            await connection.execute(text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
+    # DELETE, children first: on a test's few rows it is several times faster than TRUNCATE,
+    # which replaces every table's files (the ids are not restarted; no test relies on them).
+    async with owner.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            await connection.execute(table.delete())
     await application.state.redis.flushdb()
 
 

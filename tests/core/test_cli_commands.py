@@ -76,6 +76,8 @@ def _handles_sigterm(pid: int) -> bool:
     return False
 
 
+# A real process, signalled: `make e2e`.
+@pytest.mark.e2e
 def test_scheduler_in_production_stops_on_sigterm_with_status_zero(services: Services) -> None:
     # In a container the scheduler is process 1, which ignores a SIGTERM it does not handle:
     # `docker compose stop` would wait for the SIGKILL and report exit 137.

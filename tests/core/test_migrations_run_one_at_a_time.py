@@ -18,6 +18,9 @@ from app.core.db import MIGRATIONS_LOCK_KEY
 from tests.conftest import TEST_SECRET, Services
 from tests.support import PROJECT_ROOT, alembic_config, psycopg_url, scratch_database
 
+# Real `app migrate` processes racing: `make e2e`.
+pytestmark = pytest.mark.e2e
+
 UPGRADES = 2
 
 

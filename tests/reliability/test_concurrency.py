@@ -121,8 +121,8 @@ async def _asyncio_load(url: str, headers: Headers, seconds: float) -> dict[str,
     }
 
 
-# Heavy system tests share one xdist worker, so they never compete with each other.
-@pytest.mark.xdist_group("system")
+# A real server under load: `make e2e`.
+@pytest.mark.e2e
 async def test_256_connections_on_a_user_lookup_no_error_no_timeout(
     server: Uvicorn, client: AsyncClient, make_user: Any, session: AsyncSession
 ) -> None:

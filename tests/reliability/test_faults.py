@@ -308,8 +308,8 @@ async def test_queued_mail_waits_out_an_smtp_outage(faulty_app: FastAPI) -> None
         faulty_app.state.mailer = previous
 
 
-# Heavy system tests share one xdist worker, so they never compete with each other.
-@pytest.mark.xdist_group("system")
+# Real worker processes, one killed: `make e2e`.
+@pytest.mark.e2e
 async def test_a_task_whose_worker_was_killed_is_delivered_again_and_completes_once(
     services: Services, private_redis: EmbeddedRedis, private_postgres: PrivatePostgres
 ) -> None:

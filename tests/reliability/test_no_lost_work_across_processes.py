@@ -28,7 +28,7 @@ from tests.reliability.figures import record
 from tests.reliability.stack import APP, Stack
 from tests.support import PROJECT_ROOT
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("system")]
+pytestmark = pytest.mark.e2e
 
 REGISTER = "/api/v1/auth/register"
 

@@ -31,7 +31,7 @@ from tests.reliability.conftest import free_port, port_open, wait_until
 from tests.reliability.figures import record
 from tests.reliability.stack import Stack
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("system")]
+pytestmark = pytest.mark.e2e
 
 PROCESSES = (sys.executable, "-m", "tests.reliability.scale_out_processes")
 RUNS_KEY = "tests:scale:runs"  # tests/reliability/scale_out_processes.py

@@ -96,8 +96,8 @@ async def test_scheduled_task_fires_on_its_cron_minute(app: FastAPI) -> None:
     assert {"value": "tick"} in seen
 
 
-# Heavy system tests share one xdist worker, so they never compete with each other.
-@pytest.mark.xdist_group("system")
+# A real `app worker` process: `make e2e`.
+@pytest.mark.e2e
 async def test_real_worker_delivers_queued_mail_over_redis(
     services: Services, redis: Redis, mail_outbox: MailOutbox, app: FastAPI
 ) -> None:
