@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.telemetry import TelemetryConfig
 from starlette.requests import HTTPConnection
 
+from app.core import metrics
 from app.core.auth import Authenticator
 from app.core.cache import CacheService, set_default_cache
 from app.core.config import QueueBroker, Settings, get_settings
@@ -100,6 +101,7 @@ def _lifespan(
         _running_apps.append(app)
         taskiq_fastapi.populate_dependency_context(broker, app)
         outbox_middleware.bind(database)
+        metrics.bind_database(database)
         app.state.outbox_relay = _outbox_relay(settings, database)
         if app.state.outbox_relay is not None:
             app.state.outbox_relay.start()
@@ -120,8 +122,10 @@ def _lifespan(
             if _running_apps:
                 taskiq_fastapi.populate_dependency_context(broker, _running_apps[-1])
                 outbox_middleware.bind(_running_apps[-1].state.database)
+                metrics.bind_database(_running_apps[-1].state.database)
             else:
                 outbox_middleware.bind(None)
+                metrics.bind_database(None)
                 broker.dependency_overrides.pop(Request, None)
                 broker.dependency_overrides.pop(HTTPConnection, None)
             set_default_cache(previous_cache)
@@ -147,11 +151,12 @@ def _include_modules(app: FastAPI, modules: Iterable[ModuleSpec], settings: Sett
     limits = [Depends(default_rate_limit)] if settings.rate_limit_enabled else []
     for spec in sorted(modules, key=lambda item: item.route_order):  # stable: then by name
         if spec.router is not None:
+            prefix = API_PREFIX + spec.url_prefix
             app.include_router(
                 spec.router,
-                prefix=API_PREFIX + spec.url_prefix,
+                prefix=prefix,
                 tags=list(spec.tags) or [spec.name],
-                dependencies=limits,
+                dependencies=[metrics.route_prefix(prefix), *limits],
                 responses=problems(429, 503),
             )
 
@@ -178,6 +183,8 @@ def create_app(
 
     install_error_handlers(app)
     app.include_router(health_router)
+    if settings.metrics_enabled:
+        app.include_router(metrics.router)
     _include_modules(app, modules, settings)
     install_problem_docs(app)
 
@@ -193,6 +200,9 @@ def create_app(
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Domain events are delivered after the response, still inside the request's context.
     add_events_middleware(app)
+    if settings.metrics_enabled:
+        # Inside the request-id layer: it sees the 500 that layer makes of an exception.
+        app.add_middleware(metrics.MetricsMiddleware)
     # Every response, a 500 included, carries the request id and the security headers, and is
     # logged.
     hsts = settings.is_production

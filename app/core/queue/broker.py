@@ -27,7 +27,7 @@ from taskiq.receiver import Receiver
 from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
 from app.core.config import QueueBroker, Settings, get_settings
-from app.core.queue.middleware import RequestIdMiddleware, RetryMiddleware
+from app.core.queue.middleware import RequestIdMiddleware, RetryMiddleware, TaskMetricsMiddleware
 
 log = structlog.get_logger("app.queue")
 
@@ -116,7 +116,7 @@ class AppBroker(AsyncBroker):
     def __init__(self) -> None:
         super().__init__()
         self.retry = RetryMiddleware()
-        self.add_middlewares(RequestIdMiddleware(), self.retry)
+        self.add_middlewares(RequestIdMiddleware(), TaskMetricsMiddleware(), self.retry)
         self.settings: Settings | None = None
         self.transport: ReclaimingStreamBroker | None = None
         self._receiver: Receiver | None = None

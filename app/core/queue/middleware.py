@@ -11,6 +11,7 @@ from taskiq import NoResultError, TaskiqMessage, TaskiqMiddleware, TaskiqResult
 from taskiq.kicker import AsyncKicker
 from taskiq.middlewares.smart_retry_middleware import SmartRetryMiddleware
 
+from app.core import metrics
 from app.core.request_context import REQUEST_ID_LABEL, current_request_id, set_request_id
 
 MAX_RETRY_DELAY = 60.0
@@ -60,6 +61,25 @@ class RequestIdMiddleware(TaskiqMiddleware):
         )
 
 
+class TaskMetricsMiddleware(TaskiqMiddleware):
+    """Counts tasks sent, started, succeeded and failed, and times each run, by task name."""
+
+    def post_send(self, message: TaskiqMessage) -> None:
+        metrics.TASKS_ENQUEUED.labels(task=message.task_name).inc()
+
+    def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
+        metrics.TASKS_STARTED.labels(task=message.task_name).inc()
+        return message
+
+    def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        if isinstance(result.error, NoResultError):
+            return  # a duplicate delivery that stood aside: it did not run
+        task = message.task_name
+        outcome = metrics.TASKS_FAILED if result.is_err else metrics.TASKS_SUCCEEDED
+        outcome.labels(task=task).inc()
+        metrics.TASK_DURATION.labels(task=task).observe(result.execution_time)
+
+
 class RetryMiddleware(SmartRetryMiddleware):
     """Retries every failing task (opt out with the label `retry_on_error=False`), with
     exponential backoff and jitter: delay, 2*delay, 4*delay ... capped at 60 s.
@@ -86,6 +106,8 @@ class RetryMiddleware(SmartRetryMiddleware):
     async def on_send(
         self, kicker: AsyncKicker[Any, Any], message: TaskiqMessage, delay: float
     ) -> None:
+        metrics.TASKS_RETRIED.labels(task=message.task_name).inc()
+
         async def resend() -> None:
             await asyncio.sleep(delay)
             await kicker.kiq(*message.args, **message.kwargs)
