@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, MutableMapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 import taskiq_fastapi
 from fastapi import Depends, FastAPI, Request
@@ -31,6 +32,7 @@ from app.core.queue import broker
 from app.core.ratelimit import RateLimiter, default_rate_limit
 from app.core.redis import RedisCircuit, create_redis
 from app.core.tenancy import Memberships
+from app.core.tracing import configure_tracing
 
 API_PREFIX = "/api/v1"
 
@@ -74,6 +76,8 @@ def _lifespan(
 ) -> object:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.telemetry_enabled:
+            configure_tracing()  # OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set
         database = Database(settings)
         redis = create_redis(settings)
         app.state.database = database
@@ -145,6 +149,14 @@ _TELEMETRY_OFF: TelemetryConfig = {
 }
 
 
+def _not_traced(scope: MutableMapping[str, Any]) -> bool:
+    return bool(scope.get("path") == "/metrics")  # a scrape every few seconds is not news
+
+
+# The exporter is ours (`configure_tracing`, shared with the worker): FastAPI adds none.
+_TELEMETRY_ON: TelemetryConfig = {"auto_configure": False, "exclude": _not_traced}
+
+
 def _include_modules(app: FastAPI, modules: Iterable[ModuleSpec], settings: Settings) -> None:
     """Each module's router under /api/v1/<module>. Every API route is rate limited (unless
     RATE_LIMIT_ENABLED is off) and may find a backing service down."""
@@ -176,7 +188,7 @@ def create_app(
         openapi_url="/openapi.json" if settings.serves_openapi else None,
         docs_url="/docs" if settings.serves_openapi else None,
         redoc_url=None,
-        telemetry=None if settings.telemetry_enabled else _TELEMETRY_OFF,
+        telemetry=_TELEMETRY_ON if settings.telemetry_enabled else _TELEMETRY_OFF,
     )
     app.state.settings = settings
     app.state.modules = modules
