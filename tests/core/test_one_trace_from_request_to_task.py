@@ -1,8 +1,9 @@
 """One trace from a request to the task it queued (through the outbox), with OpenTelemetry's
-SDK recording spans in memory."""
+SDK recording spans in memory; log lines written meanwhile name the trace."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from app.core import tracing
+from app.core.logging import configure_logging
 from app.main import create_app
 from tests.conftest import MailOutbox, Services, make_settings
 from tests.factories.users import DEFAULT_PASSWORD
@@ -38,22 +40,30 @@ def _named(spans: InMemorySpanExporter, name: str) -> ReadableSpan:
 
 
 async def test_a_queued_task_continues_the_trace_of_the_request_that_queued_it(
-    services: Services, spans: InMemorySpanExporter, mail_outbox: MailOutbox
+    services: Services,
+    spans: InMemorySpanExporter,
+    mail_outbox: MailOutbox,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    app = create_app(make_settings(services, telemetry_enabled=True))
-    async with LifespanManager(app), http_client(app) as client:
-        response = await client.post(
-            "/api/v1/auth/register",
-            json={
-                "email": "traced@example.com",
-                "username": "traced",
-                "password": DEFAULT_PASSWORD,
-            },
-        )
-        assert response.status_code == 202
-        await mail_outbox.wait()
-        await queued_work_done(app)
-        assert (await client.get("/metrics")).status_code == 200
+    settings = make_settings(services, telemetry_enabled=True, log_level="INFO", log_format="json")
+    app = create_app(settings)
+    try:
+        async with LifespanManager(app), http_client(app) as client:
+            response = await client.post(
+                "/api/v1/auth/register",
+                json={
+                    "email": "traced@example.com",
+                    "username": "traced",
+                    "password": DEFAULT_PASSWORD,
+                },
+            )
+            assert response.status_code == 202
+            await mail_outbox.wait()
+            await queued_work_done(app)
+            assert (await client.get("/metrics")).status_code == 200
+    finally:
+        configure_logging(level="WARNING", json_logs=False)
+    logged = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
 
     request = _named(spans, "POST /api/v1/auth/register")
     task = _named(spans, f"task {LISTENER}")
@@ -67,6 +77,19 @@ async def test_a_queued_task_continues_the_trace_of_the_request_that_queued_it(
         if span.context is not None and span.context.trace_id == request.context.trace_id
     }
     assert task.kind is trace.SpanKind.CONSUMER
+
+    # Log lines carry the trace: the request's access-log line, and the task's own lines.
+    trace_id = trace.format_trace_id(request.context.trace_id)
+    [access] = [
+        line
+        for line in logged
+        if line["event"] == "request" and line["path"] == "/api/v1/auth/register"
+    ]
+    assert access["trace_id"] == trace_id
+    assert access["request_id"] == response.headers["x-request-id"]
+    [mail_sent] = [line for line in logged if line["event"] == "mail_sent"]
+    assert mail_sent["trace_id"] == trace_id
+    assert mail_sent["span_id"] == trace.format_span_id(task.context.span_id)
     # Scrapes are not traced.
     assert not [span for span in spans.get_finished_spans() if "/metrics" in span.name]
 
