@@ -31,6 +31,7 @@ from app.core.outbox import OutboxRelay, outbox_middleware
 from app.core.queue import broker
 from app.core.ratelimit import RateLimiter, default_rate_limit
 from app.core.redis import RedisCircuit, create_redis
+from app.core.sentry import configure_sentry
 from app.core.tenancy import Memberships
 from app.core.tracing import configure_tracing
 
@@ -179,6 +180,7 @@ def create_app(
     settings = settings or get_settings()
     module_packages = tuple(module_packages)
     configure_logging(level=settings.log_level, json_logs=settings.json_logs)
+    configure_sentry(settings)
     modules = discover_modules(module_packages)
 
     app = FastAPI(

@@ -97,6 +97,8 @@ class Settings(AppSettings):
     log_format: LogFormat = LogFormat.AUTO
     # FastAPI's built-in OpenTelemetry instrumentation (off: no per-request provider check).
     telemetry_enabled: bool = False
+    # Error reports to Sentry (empty: none are sent).
+    sentry_dsn: str = ""
     # Prometheus metrics at /metrics (same port, outside /api and the OpenAPI document); with a
     # token set, a scrape must send `Authorization: Bearer <token>`.
     metrics_enabled: bool = True
