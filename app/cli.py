@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from app.core.config import Environment, SettingsError, get_settings, load_settings
+from app.core.config import Environment, Settings, SettingsError, get_settings, load_settings
+from app.core.metrics import multiprocess_directory
 from app.core.outbox.cli import cli as outbox_cli
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -101,12 +103,20 @@ def serve(
     """Production server (uvicorn with uvloop and httptools). On SIGTERM it stops accepting,
     lets in-flight requests finish (SERVER_GRACEFUL_TIMEOUT), runs the app's shutdown and exits
     0."""
-    import uvicorn
-
     _settings_or_exit()
     settings = get_settings()
     workers = workers or settings.server_workers
     _exit_zero_after_sigterm()
+    with ExitStack() as stack:
+        if workers > 1 and settings.metrics_enabled:
+            # uvicorn spawns its workers: they see the directory and /metrics sums them.
+            stack.enter_context(multiprocess_directory())
+        _serve(settings, host=host, port=port, workers=workers)
+
+
+def _serve(settings: Settings, *, host: str | None, port: int | None, workers: int) -> None:
+    import uvicorn
+
     uvicorn.run(
         "app.main:create_app",
         factory=True,

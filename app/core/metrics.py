@@ -4,9 +4,10 @@ Every metric is a module-level object here (prometheus-client's idiom); the code
 imports it: `metrics.MAIL_SENT.inc()`. Figures that live elsewhere (the database pool, the
 outbox backlog) are read when Prometheus scrapes, not kept up to date on every change.
 
-With several server processes (SERVER_WORKERS > 1) set PROMETHEUS_MULTIPROC_DIR to an empty
-directory before the server starts: prometheus-client then keeps each process's figures in
-files there and `/metrics` adds them up (its multiprocess mode; README, "Metrics").
+With several server processes (SERVER_WORKERS > 1) `app serve` gives them a
+PROMETHEUS_MULTIPROC_DIR (`multiprocess_directory`): prometheus-client then keeps each
+process's figures in files there and `/metrics` adds them up (its multiprocess mode; README,
+"Metrics").
 """
 
 from __future__ import annotations
@@ -233,20 +234,27 @@ async def metrics(request: Request) -> Response:
 
 
 @contextmanager
-def worker_metrics_server(port: int, addr: str = "0.0.0.0") -> Iterator[int]:  # noqa: S104
-    """Serve the metrics of the task worker processes this process is about to start, on
-    `port` (0: any free one; the port is yielded), for as long as the block runs.
+def multiprocess_directory() -> Iterator[str]:
+    """PROMETHEUS_MULTIPROC_DIR for the processes this one is about to start: the one set, or
+    a fresh temporary directory (removed afterwards), so no figure of an earlier run lingers.
 
-    Worker processes are separate interpreters, so their figures go through prometheus-client's
-    multiprocess mode: PROMETHEUS_MULTIPROC_DIR (a fresh temporary directory unless already
-    set) is in the environment they inherit, and they must be started with the "spawn" method
-    so they import prometheus-client afresh and see it (a forked child keeps this process's
-    in-memory values). This process serves the sum of their files."""
+    Only processes that import prometheus-client after this (spawned ones: uvicorn's workers,
+    `app worker`'s) write their figures there; a forked child keeps this process's in-memory
+    values."""
     with ExitStack() as stack:
         if MULTIPROC_ENV not in os.environ:
             directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="app-metrics-"))
             stack.callback(os.environ.pop, MULTIPROC_ENV, None)
             os.environ[MULTIPROC_ENV] = directory
+        yield os.environ[MULTIPROC_ENV]
+
+
+@contextmanager
+def worker_metrics_server(port: int, addr: str = "0.0.0.0") -> Iterator[int]:  # noqa: S104
+    """Serve the summed metrics of the task worker processes this process is about to start
+    (in a `multiprocess_directory`), on `port` (0: any free one; yielded), while the block
+    runs. The worker processes must be spawned, not forked."""
+    with multiprocess_directory(), ExitStack() as stack:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         server, thread = start_http_server(port, addr=addr, registry=registry)
@@ -275,6 +283,7 @@ __all__: list[str] = [
     "ScrapeHook",
     "bind_database",
     "exposition",
+    "multiprocess_directory",
     "route_prefix",
     "route_template",
     "router",

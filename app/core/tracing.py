@@ -88,19 +88,21 @@ class TracingMiddleware(TaskiqMiddleware):
         self._spans[message.task_id] = (span, token)
         return message
 
-    def _finish(self, message: TaskiqMessage, error: BaseException | None) -> None:
-        found = self._spans.pop(message.task_id, None)
-        if found is None:
-            return
-        span, token = found
-        if error is not None and not isinstance(error, NoResultError):
-            span.record_exception(error)
-            span.set_status(trace.StatusCode.ERROR, type(error).__name__)
-        span.end()
-        context.detach(token)
+    def on_error(
+        self, message: TaskiqMessage, result: TaskiqResult[Any], exception: BaseException
+    ) -> None:
+        found = self._spans.get(message.task_id)
+        if found is not None and not isinstance(exception, NoResultError):
+            span, _ = found
+            span.record_exception(exception)
+            span.set_status(trace.StatusCode.ERROR, type(exception).__name__)
 
     def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
-        self._finish(message, result.error)
+        found = self._spans.pop(message.task_id, None)
+        if found is not None:
+            span, token = found
+            span.end()
+            context.detach(token)
 
 
 __all__ = ["TRACE_LABELS", "TracingMiddleware", "configure_tracing", "trace_labels"]

@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
 
+import aiosmtplib
 import httpx
 import pytest
+import uvicorn
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx import AsyncClient
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
+from redis.exceptions import ConnectionError as RedisConnectionError
+from typer.testing import CliRunner
 
+from app.cli import cli
+from app.core.errors import RateLimited
+from app.core.mail import MailService, MailTemplates
 from app.core.metrics import MULTIPROC_ENV, worker_metrics_server
+from app.core.queue import broker
+from app.core.redis import RedisCircuit
 from app.main import create_app
 from tests.conftest import MailOutbox, Services, make_settings
 from tests.core import metrics_worker_process
@@ -127,3 +141,78 @@ def test_the_worker_metrics_server_adds_up_its_worker_processes() -> None:
     assert samples[("queue_tasks_succeeded_total", task)] == 2
     assert samples[("queue_task_duration_seconds_count", task)] == 2
     assert MULTIPROC_ENV not in os.environ  # the temporary directory is gone with the server
+
+
+attempts: dict[str, int] = {}
+
+
+@broker.task(task_name="tests.metrics.fails_once")
+async def fails_once(key: str) -> None:
+    attempts[key] = attempts.get(key, 0) + 1
+    if attempts[key] == 1:
+        raise RuntimeError("first attempt fails")
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_failed_task_is_counted_failed_then_retried_then_succeeded(app: FastAPI) -> None:
+    task = {"task": "tests.metrics.fails_once"}
+    names = ("failed", "retried", "succeeded", "started", "enqueued")
+    before = {name: _sample(f"queue_tasks_{name}_total", **task) for name in names}
+    await fails_once.kiq("metrics")
+    await broker.wait_all()
+    moved = {name: _sample(f"queue_tasks_{name}_total", **task) - before[name] for name in names}
+    assert moved == {"failed": 1, "retried": 1, "succeeded": 1, "started": 2, "enqueued": 2}
+
+
+async def test_rate_limit_refusals_and_redis_errors_are_counted(app: FastAPI) -> None:
+    limiter = app.state.rate_limiter
+    before = _sample("ratelimit_refusals_total", scope="metrics-test")
+    key = f"metrics-{os.getpid()}-{time.time_ns()}"
+    await limiter.hit(key=key, limit="1/minute", scope="metrics-test")
+    with pytest.raises(RateLimited):
+        await limiter.hit(key=key, limit="1/minute", scope="metrics-test")
+    assert _sample("ratelimit_refusals_total", scope="metrics-test") - before == 1
+
+    errors = _sample("redis_errors_total", error="ConnectionError")
+    with pytest.raises(RedisConnectionError):
+        async with RedisCircuit(retry_after=0):
+            raise RedisConnectionError("refused")
+    assert _sample("redis_errors_total", error="ConnectionError") - errors == 1
+
+
+async def test_mail_the_server_refuses_is_counted_failed(app: FastAPI) -> None:
+    settings = app.state.settings.model_copy(update={"smtp_port": 1})  # nothing listens there
+    mailer = MailService(settings, MailTemplates({}))
+    before = _sample("mail_failed_total")
+    message = mailer.build(to="a@example.com", subject="s", text="t")
+    with pytest.raises(aiosmtplib.SMTPConnectError):
+        await mailer.send(message)
+    assert _sample("mail_failed_total") - before == 1
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_gives_several_server_processes_a_multiprocess_directory(
+    command_env: None, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    seen: dict[str, Any] = {}
+
+    def run(*args: Any, **kwargs: Any) -> None:
+        directory = os.environ.get(MULTIPROC_ENV)
+        seen.update(workers=kwargs["workers"], directory=directory)
+        seen["exists"] = directory is not None and Path(directory).is_dir()
+
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    monkeypatch.setattr(uvicorn, "run", run)
+    monkeypatch.setattr(signal, "signal", lambda *_: None)  # the test run keeps its handlers
+    result = CliRunner().invoke(cli, ["serve", "--workers", str(workers)])
+    assert result.exit_code == 0, result.output
+    assert seen["workers"] == workers
+    if workers == 1:
+        assert seen["directory"] is None  # one process: its own registry, pool figures included
+    else:
+        assert seen["exists"]
+        assert not Path(seen["directory"]).exists()  # gone with the server
+    assert MULTIPROC_ENV not in os.environ

@@ -109,3 +109,8 @@ def test_prometheus_scrapes_the_api_and_the_worker_where_they_serve_metrics() ->
         "./deploy/observability/prometheus.yml",
         "/etc/prometheus/prometheus.yml",
     ]
+
+
+def test_the_production_edge_does_not_serve_metrics() -> None:
+    conf = (PROJECT_ROOT / "deploy/nginx/nginx.conf").read_text()
+    assert re.search(r"location = /metrics \{\s*return 404;\s*\}", conf)

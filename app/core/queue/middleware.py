@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from typing import Any
 
 import structlog
@@ -64,20 +65,32 @@ class RequestIdMiddleware(TaskiqMiddleware):
 class TaskMetricsMiddleware(TaskiqMiddleware):
     """Counts tasks sent, started, succeeded and failed, and times each run, by task name."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._started: dict[str, float] = {}
+
     def post_send(self, message: TaskiqMessage) -> None:
         metrics.TASKS_ENQUEUED.labels(task=message.task_name).inc()
 
     def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
         metrics.TASKS_STARTED.labels(task=message.task_name).inc()
+        self._started[message.task_id] = time.perf_counter()
         return message
 
+    def on_error(
+        self, message: TaskiqMessage, result: TaskiqResult[Any], exception: BaseException
+    ) -> None:
+        # Here, not in post_execute: a retry replaces the result's error with NoResultError.
+        if not isinstance(exception, NoResultError):  # NoResultError: a duplicate stood aside
+            metrics.TASKS_FAILED.labels(task=message.task_name).inc()
+
     def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
-        if isinstance(result.error, NoResultError):
-            return  # a duplicate delivery that stood aside: it did not run
-        task = message.task_name
-        outcome = metrics.TASKS_FAILED if result.is_err else metrics.TASKS_SUCCEEDED
-        outcome.labels(task=task).inc()
-        metrics.TASK_DURATION.labels(task=task).observe(result.execution_time)
+        started = self._started.pop(message.task_id, None)
+        if started is not None:  # timed here: the result's execution_time is rounded to 10 ms
+            elapsed = time.perf_counter() - started
+            metrics.TASK_DURATION.labels(task=message.task_name).observe(elapsed)
+        if not result.is_err:
+            metrics.TASKS_SUCCEEDED.labels(task=message.task_name).inc()
 
 
 class RetryMiddleware(SmartRetryMiddleware):
