@@ -66,19 +66,22 @@ class OutboxMiddleware(TaskiqMiddleware):
         task = self.broker.find_task(task_name)
         return {**(task.labels if task is not None else {}), **labels}
 
+    def _attempts(self, labels: dict[str, Any]) -> int:
+        if str(labels.get("retry_on_error", True)).lower() == "false":
+            return 1
+        return int(labels.get("max_retries", self.max_retries + 1))
+
     def attempts_allowed(self, task_name: str, labels: dict[str, Any]) -> int:
         """How many times an entry of this task may run: QUEUE_MAX_RETRIES + 1, the task's
         `max_retries` label (taskiq counts attempts with it), or 1 for `retry_on_error=False`."""
-        merged = self._labels(task_name, labels)
-        if str(merged.get("retry_on_error", True)).lower() == "false":
-            return 1
-        return int(merged.get("max_retries", self.max_retries + 1))
+        return self._attempts(self._labels(task_name, labels))
 
     def retry_in(self, message: TaskiqMessage, attempt: int) -> timedelta | None:
         """How long until the next attempt after failed attempt `attempt`; None: no more."""
-        if attempt >= self.attempts_allowed(message.task_name, message.labels):
+        labels = self._labels(message.task_name, message.labels)
+        if attempt >= self._attempts(labels):
             return None
-        delay = float(self._labels(message.task_name, message.labels).get("delay", self.base_delay))
+        delay = float(labels.get("delay", self.base_delay))
         return timedelta(seconds=backoff_delay(delay, attempt))
 
     async def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:

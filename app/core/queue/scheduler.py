@@ -62,10 +62,10 @@ class ScheduleTicks(LabelScheduleSource):
 
     async def startup(self) -> None:
         await super().startup()
-        # Sources start before the broker: the settings are read as the broker will read them.
-        settings = self.app_broker.settings or get_settings()
         if self.redis is not None:
             return
+        # Sources start before the broker: the settings are read as the broker will read them.
+        settings = self.app_broker.settings or get_settings()
         if settings.queue_broker is QueueBroker.REDIS and settings.redis_url is not None:
             self.redis = Redis.from_url(
                 settings.redis_url,
