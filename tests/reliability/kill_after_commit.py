@@ -8,12 +8,11 @@ import os
 import signal
 from typing import Any
 
-import uvicorn
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from app.core.config import get_settings
 from app.core.outbox import OutboxEntry
+from tests.reliability.serve import serve
 
 _WROTE_OUTBOX = "tests.wrote_outbox"
 
@@ -31,12 +30,4 @@ def _die(session: Session) -> None:
 
 
 if __name__ == "__main__":
-    settings = get_settings()
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=settings.server_host,
-        port=settings.server_port,
-        log_config=None,
-        access_log=False,
-    )
+    serve("app.main:create_app")

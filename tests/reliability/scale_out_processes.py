@@ -18,7 +18,6 @@ import os
 import sys
 import uuid
 
-import uvicorn
 from fastapi import APIRouter, FastAPI
 from redis.asyncio import Redis
 
@@ -26,6 +25,7 @@ from app.core.cache import Cache
 from app.core.config import get_settings
 from app.core.queue import broker
 from app.main import create_app
+from tests.reliability.serve import serve
 
 RUNS_KEY = "tests:scale:runs"  # prefixed with APP_NAME
 
@@ -77,16 +77,7 @@ async def heartbeat() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["serve"]:
-        settings = get_settings()
-        uvicorn.run(
-            "tests.reliability.scale_out_processes:create_replica_app",
-            factory=True,
-            host=settings.server_host,
-            port=settings.server_port,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=settings.server_graceful_timeout,
-        )
+        serve("tests.reliability.scale_out_processes:create_replica_app")
     else:
         from app.cli import cli
 
