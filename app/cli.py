@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from app.core.config import Environment, SettingsError, get_settings, load_settings
+from app.core.config import Environment, Settings, SettingsError, get_settings, load_settings
+from app.core.metrics import multiprocess_directory
 from app.core.outbox.cli import cli as outbox_cli
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -101,12 +103,20 @@ def serve(
     """Production server (uvicorn with uvloop and httptools). On SIGTERM it stops accepting,
     lets in-flight requests finish (SERVER_GRACEFUL_TIMEOUT), runs the app's shutdown and exits
     0."""
-    import uvicorn
-
     _settings_or_exit()
     settings = get_settings()
     workers = workers or settings.server_workers
     _exit_zero_after_sigterm()
+    with ExitStack() as stack:
+        if workers > 1 and settings.metrics_enabled:
+            # uvicorn spawns its workers: they see the directory and /metrics sums them.
+            stack.enter_context(multiprocess_directory())
+        _serve(settings, host=host, port=port, workers=workers)
+
+
+def _serve(settings: Settings, *, host: str | None, port: int | None, workers: int) -> None:
+    import uvicorn
+
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -131,24 +141,43 @@ def worker(
     """Task worker: runs queued and scheduled tasks (taskiq, Redis streams) and relays the
     outbox to the queue (OUTBOX_RELAY_IN_WORKER). SIGTERM stops it gracefully
     (QUEUE_SHUTDOWN_TIMEOUT)."""
+    import multiprocessing
+    from contextlib import ExitStack
+
     from taskiq.cli.worker.args import WorkerArgs
     from taskiq.cli.worker.run import run_worker
 
+    from app.core.metrics import worker_metrics_server
+
     _settings_or_exit()
-    if get_settings().app_env is not Environment.PRODUCTION:
+    settings = get_settings()
+    if settings.app_env is not Environment.PRODUCTION:
         _with_embedded_services()
-    status = run_worker(
-        WorkerArgs(
-            broker="app.core.queue.worker:broker",
-            modules=[],
-            configure_logging=False,
-            workers=workers,
-            max_async_tasks=max_async_tasks,
-            # On SIGTERM: no new task is taken; running ones get this long to finish, and one
-            # that does not is left unacknowledged, for another worker to run again.
-            wait_tasks_timeout=get_settings().queue_shutdown_timeout,
+    with ExitStack() as stack:
+        if settings.metrics_enabled and settings.metrics_worker_port:
+            # Worker processes report through PROMETHEUS_MULTIPROC_DIR, which they only see
+            # when started afresh (see worker_metrics_server).
+            multiprocessing.set_start_method("spawn", force=True)
+            try:
+                stack.enter_context(worker_metrics_server(settings.metrics_worker_port))
+            except OSError as error:  # the port is taken (another worker on this host)
+                typer.secho(
+                    f"warning: no metrics on port {settings.metrics_worker_port}: {error}",
+                    fg=typer.colors.YELLOW,
+                    err=True,
+                )
+        status = run_worker(
+            WorkerArgs(
+                broker="app.core.queue.worker:broker",
+                modules=[],
+                configure_logging=False,
+                workers=workers,
+                max_async_tasks=max_async_tasks,
+                # On SIGTERM: no new task is taken; running ones get this long to finish, and
+                # one that does not is left unacknowledged, for another worker to run again.
+                wait_tasks_timeout=settings.queue_shutdown_timeout,
+            )
         )
-    )
     raise typer.Exit(code=status or 0)
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, MutableMapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 import taskiq_fastapi
 from fastapi import Depends, FastAPI, Request
@@ -12,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.telemetry import TelemetryConfig
 from starlette.requests import HTTPConnection
 
+from app.core import metrics
 from app.core.auth import Authenticator
 from app.core.cache import CacheService, set_default_cache
 from app.core.config import QueueBroker, Settings, get_settings
@@ -29,7 +31,9 @@ from app.core.outbox import OutboxRelay, outbox_middleware
 from app.core.queue import broker
 from app.core.ratelimit import RateLimiter, default_rate_limit
 from app.core.redis import RedisCircuit, create_redis
+from app.core.sentry import configure_sentry
 from app.core.tenancy import Memberships
+from app.core.tracing import configure_tracing
 
 API_PREFIX = "/api/v1"
 
@@ -73,6 +77,8 @@ def _lifespan(
 ) -> object:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.telemetry_enabled:
+            configure_tracing()  # OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set
         database = Database(settings)
         redis = create_redis(settings)
         app.state.database = database
@@ -100,6 +106,7 @@ def _lifespan(
         _running_apps.append(app)
         taskiq_fastapi.populate_dependency_context(broker, app)
         outbox_middleware.bind(database)
+        metrics.bind_database(database)
         app.state.outbox_relay = _outbox_relay(settings, database)
         if app.state.outbox_relay is not None:
             app.state.outbox_relay.start()
@@ -120,8 +127,10 @@ def _lifespan(
             if _running_apps:
                 taskiq_fastapi.populate_dependency_context(broker, _running_apps[-1])
                 outbox_middleware.bind(_running_apps[-1].state.database)
+                metrics.bind_database(_running_apps[-1].state.database)
             else:
                 outbox_middleware.bind(None)
+                metrics.bind_database(None)
                 broker.dependency_overrides.pop(Request, None)
                 broker.dependency_overrides.pop(HTTPConnection, None)
             set_default_cache(previous_cache)
@@ -141,17 +150,26 @@ _TELEMETRY_OFF: TelemetryConfig = {
 }
 
 
+def _not_traced(scope: MutableMapping[str, Any]) -> bool:
+    return bool(scope.get("path") == "/metrics")  # a scrape every few seconds is not news
+
+
+# The exporter is ours (`configure_tracing`, shared with the worker): FastAPI adds none.
+_TELEMETRY_ON: TelemetryConfig = {"auto_configure": False, "exclude": _not_traced}
+
+
 def _include_modules(app: FastAPI, modules: Iterable[ModuleSpec], settings: Settings) -> None:
     """Each module's router under /api/v1/<module>. Every API route is rate limited (unless
     RATE_LIMIT_ENABLED is off) and may find a backing service down."""
     limits = [Depends(default_rate_limit)] if settings.rate_limit_enabled else []
     for spec in sorted(modules, key=lambda item: item.route_order):  # stable: then by name
         if spec.router is not None:
+            prefix = API_PREFIX + spec.url_prefix
             app.include_router(
                 spec.router,
-                prefix=API_PREFIX + spec.url_prefix,
+                prefix=prefix,
                 tags=list(spec.tags) or [spec.name],
-                dependencies=limits,
+                dependencies=[metrics.route_prefix(prefix), *limits],
                 responses=problems(429, 503),
             )
 
@@ -162,6 +180,7 @@ def create_app(
     settings = settings or get_settings()
     module_packages = tuple(module_packages)
     configure_logging(level=settings.log_level, json_logs=settings.json_logs)
+    configure_sentry(settings)
     modules = discover_modules(module_packages)
 
     app = FastAPI(
@@ -171,13 +190,15 @@ def create_app(
         openapi_url="/openapi.json" if settings.serves_openapi else None,
         docs_url="/docs" if settings.serves_openapi else None,
         redoc_url=None,
-        telemetry=None if settings.telemetry_enabled else _TELEMETRY_OFF,
+        telemetry=_TELEMETRY_ON if settings.telemetry_enabled else _TELEMETRY_OFF,
     )
     app.state.settings = settings
     app.state.modules = modules
 
     install_error_handlers(app)
     app.include_router(health_router)
+    if settings.metrics_enabled:
+        app.include_router(metrics.router)
     _include_modules(app, modules, settings)
     install_problem_docs(app)
 
@@ -193,6 +214,9 @@ def create_app(
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Domain events are delivered after the response, still inside the request's context.
     add_events_middleware(app)
+    if settings.metrics_enabled:
+        # Inside the request-id layer: it sees the 500 that layer makes of an exception.
+        app.add_middleware(metrics.MetricsMiddleware)
     # Every response, a 500 included, carries the request id and the security headers, and is
     # logged.
     hsts = settings.is_production

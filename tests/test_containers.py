@@ -36,6 +36,7 @@ from tests.support import PROJECT_ROOT
 
 APP_SERVICES = ("api", "worker", "scheduler", "migrate")
 LONG_RUNNING = ("api", "worker", "scheduler", "postgres", "redis", "mailpit")
+OBSERVABILITY_SERVICES = ("prometheus", "grafana")
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - inside a container, as the image and compose intend
 SERVICE_URLS = {
     "DATABASE_URL": "postgresql://postgres:postgres@postgres:5432/app",
@@ -426,7 +427,16 @@ def test_dockerignore_keeps_what_the_image_needs(path: str) -> None:
 
 
 def test_compose_defines_the_stack() -> None:
-    assert set(compose()["services"]) == {*APP_SERVICES, "postgres", "redis", "mailpit"}
+    assert set(compose()["services"]) == {
+        *APP_SERVICES,
+        "postgres",
+        "redis",
+        "mailpit",
+        *OBSERVABILITY_SERVICES,
+    }
+    # Prometheus and Grafana start only with `--profile observability`.
+    for name, spec in compose()["services"].items():
+        assert (spec.get("profiles") == ["observability"]) is (name in OBSERVABILITY_SERVICES)
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
@@ -547,7 +557,8 @@ def test_compose_restart_policies() -> None:
 
 
 def test_compose_images_are_pinned() -> None:
-    images = {name: service(name)["image"] for name in ("postgres", "redis", "mailpit")}
+    names = ("postgres", "redis", "mailpit", *OBSERVABILITY_SERVICES)
+    images = {name: service(name)["image"] for name in names}
     assert images["postgres"].startswith("postgres:")
     assert images["redis"].startswith("redis:")
     assert images["mailpit"].startswith("axllent/mailpit:")

@@ -23,6 +23,7 @@ from fastapi.security import OAuth2PasswordBearer
 from app.core.config import Settings, SettingsDep
 from app.core.db import Database
 from app.core.errors import Forbidden, Unauthorized
+from app.core.request_context import set_user_id
 
 # Documentation only: where /docs' "Authorize" button posts the OAuth2 password form.
 TOKEN_URL = "/api/v1/auth/login"  # noqa: S105
@@ -73,6 +74,7 @@ async def get_current_principal(
     if principal is None or not principal.is_active:
         raise Unauthorized("Invalid or expired access token")
     request.state.principal = principal  # rate limits count per account from here on
+    set_user_id(str(principal.id))  # error reports name the account
     return principal
 
 

@@ -97,6 +97,14 @@ class Settings(AppSettings):
     log_format: LogFormat = LogFormat.AUTO
     # FastAPI's built-in OpenTelemetry instrumentation (off: no per-request provider check).
     telemetry_enabled: bool = False
+    # Error reports to Sentry (empty: none are sent).
+    sentry_dsn: str = ""
+    # Prometheus metrics at /metrics (same port, outside /api and the OpenAPI document); with a
+    # token set, a scrape must send `Authorization: Bearer <token>`.
+    metrics_enabled: bool = True
+    metrics_token: str = ""
+    # `app worker` serves its own metrics on this port (0: not served).
+    metrics_worker_port: int = Field(default=9100, ge=0, le=65535)
 
     server_host: str = "127.0.0.1"
     server_port: int = Field(default=8000, ge=1, le=65535)

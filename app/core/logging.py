@@ -1,4 +1,5 @@
-"""structlog set-up, the request-id middleware and the access log.
+"""structlog set-up, the request-id middleware and the access log. Lines carry the request id
+and, inside an OpenTelemetry span, its trace and span ids.
 
 structlog's standard library recipe: structlog events and the standard-library records of
 libraries go through one `logging` handler whose `ProcessorFormatter` renders them, as console
@@ -17,6 +18,7 @@ from typing import Any
 
 import orjson
 import structlog
+from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.typing import EventDict, Processor
 
@@ -35,6 +37,16 @@ def add_request_id(_: Any, __: str, event_dict: EventDict) -> EventDict:
     request_id = current_request_id()
     if request_id is not None:
         event_dict.setdefault("request_id", request_id)
+    return event_dict
+
+
+def add_trace_ids(_: Any, __: str, event_dict: EventDict) -> EventDict:
+    """The OpenTelemetry trace and span being recorded, on every line written inside them,
+    as hex strings a tracing backend can search for."""
+    span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        event_dict.setdefault("trace_id", trace.format_trace_id(span_context.trace_id))
+        event_dict.setdefault("span_id", trace.format_span_id(span_context.span_id))
     return event_dict
 
 
@@ -58,6 +70,7 @@ def configure_logging(*, level: str = "INFO", json_logs: bool = False) -> None:
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         add_request_id,
+        add_trace_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

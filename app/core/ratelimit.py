@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from taskiq import TaskiqDepends
 
+from app.core import metrics
 from app.core.config import Settings
 from app.core.errors import RateLimited, ServiceUnavailable
 from app.core.redis import RedisCircuit
@@ -146,6 +147,8 @@ class RateLimiter:
                 ) from None
             return RateLimitState(True, parsed.count, 0, 1)
         allowed = int(count) <= parsed.count
+        if not allowed:
+            metrics.RATE_LIMIT_REFUSALS.labels(scope=scope).inc()
         remaining = max(parsed.count - int(count), 0)
         return RateLimitState(allowed, parsed.count, remaining, reset, counter)
 

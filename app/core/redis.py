@@ -14,6 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from app.core import metrics
 from app.core.config import Settings
 
 
@@ -74,4 +75,5 @@ class RedisCircuit:
     ) -> None:
         outage = isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError)
         if outage and not isinstance(exc, RedisUnavailable):
+            metrics.REDIS_ERRORS.labels(error=type(exc).__name__).inc()
             self._down_until = time.monotonic() + self.retry_after

@@ -1,4 +1,5 @@
-"""The id of the request (or task) being handled, shared by logs, errors and queued work."""
+"""The id of the request (or task) being handled, shared by logs, errors and queued work; and
+the id of the account it acts for, once authenticated (error reports name it)."""
 
 from __future__ import annotations
 
@@ -20,3 +21,14 @@ def set_request_id(value: str | None) -> object:
 
 def reset_request_id(token: object) -> None:
     _request_id.reset(token)  # type: ignore[arg-type]
+
+
+_user_id: ContextVar[str | None] = ContextVar("user_id", default=None)
+
+
+def current_user_id() -> str | None:
+    return _user_id.get()
+
+
+def set_user_id(value: str | None) -> object:
+    return _user_id.set(value)

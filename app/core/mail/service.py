@@ -23,6 +23,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from taskiq import TaskiqDepends
 
+from app.core import metrics
 from app.core.config import Settings
 from app.core.modules import DEFAULT_PACKAGES, discover_modules
 from app.core.outbox import RunOnce, enqueue
@@ -164,16 +165,21 @@ class MailService:
         settings = self.settings
         if settings.smtp_host is None:
             raise RuntimeError("SMTP_HOST is not set; mail cannot be sent")
-        await aiosmtplib.send(
-            message,
-            hostname=settings.smtp_host,
-            port=settings.smtp_port,
-            username=settings.smtp_username or None,
-            password=settings.smtp_password or None,
-            use_tls=settings.smtp_use_tls,
-            start_tls=settings.smtp_start_tls,
-            timeout=settings.smtp_timeout,
-        )
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=settings.smtp_host,
+                port=settings.smtp_port,
+                username=settings.smtp_username or None,
+                password=settings.smtp_password or None,
+                use_tls=settings.smtp_use_tls,
+                start_tls=settings.smtp_start_tls,
+                timeout=settings.smtp_timeout,
+            )
+        except Exception:
+            metrics.MAIL_FAILED.inc()
+            raise
+        metrics.MAIL_SENT.inc()
         log.info("mail_sent", to=message["To"], subject=message["Subject"])
 
     async def send_template(

@@ -19,6 +19,7 @@ from app.core.outbox.delivery import (
     outbox_middleware,
 )
 from app.core.outbox.enqueue import enqueue
+from app.core.outbox.metrics import read_backlog
 from app.core.outbox.models import OutboxEntry, OutboxStatus
 from app.core.outbox.relay import OutboxRelay
 from app.core.outbox.repository import OutboxRepository
@@ -36,4 +37,5 @@ __all__ = [
     "enqueue",
     "outbox_middleware",
     "purge_outbox",
+    "read_backlog",
 ]

@@ -12,6 +12,7 @@ from fastapi import Request
 from sqlalchemy.exc import SQLAlchemyError
 from taskiq import Context, NoResultError, TaskiqMessage, TaskiqMiddleware, TaskiqResult
 
+from app.core import metrics
 from app.core.db import Database
 from app.core.outbox.repository import OutboxRepository
 from app.core.queue import TaskiqDepends, broker
@@ -111,6 +112,8 @@ class OutboxMiddleware(TaskiqMiddleware):
             # The entry stays queued; a relay sends it again after OUTBOX_REQUEUE_AFTER.
             log.warning("outbox_outcome_lost", entry=delivery.entry_id, error=repr(error))
             return
+        if result.is_err and retry_in is not None:
+            metrics.TASKS_RETRIED.labels(task=message.task_name).inc()
         if result.is_err and retry_in is None:
             log.error(
                 "outbox_entry_dead",

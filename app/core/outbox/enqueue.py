@@ -12,6 +12,7 @@ from taskiq.kicker import AsyncKicker
 
 from app.core.outbox.models import OutboxEntry
 from app.core.request_context import REQUEST_ID_LABEL, current_request_id
+from app.core.tracing import trace_labels
 
 # Labels that describe the task's registration rather than one call of it.
 _REGISTRATION_LABELS = frozenset({"types_of_exceptions", "schedule"})
@@ -31,8 +32,8 @@ def enqueue(
         enqueue(session, send_receipt.kicker().with_labels(max_retries=10), order.id)
         await session.commit()
 
-    Arguments must be JSON values (Pydantic models are dumped). The request id of the current
-    request travels with it, as with `.kiq()`."""
+    Arguments must be JSON values (Pydantic models are dumped). The request id and the trace of the
+    current request travel with it, as with `.kiq()`."""
     kicker = task if isinstance(task, AsyncKicker) else task.kicker()
     labels = {
         name: value for name, value in kicker.labels.items() if name not in _REGISTRATION_LABELS
@@ -40,6 +41,8 @@ def enqueue(
     request_id = current_request_id()
     if request_id is not None:
         labels.setdefault(REQUEST_ID_LABEL, request_id)
+    for name, value in trace_labels().items():  # the task continues the request's trace
+        labels.setdefault(name, value)
     entry = OutboxEntry(
         task_name=kicker.task_name,
         args=to_jsonable_python(list(args)),

@@ -27,7 +27,8 @@ from taskiq.receiver import Receiver
 from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
 from app.core.config import QueueBroker, Settings, get_settings
-from app.core.queue.middleware import RequestIdMiddleware, RetryMiddleware
+from app.core.queue.middleware import RequestIdMiddleware, RetryMiddleware, TaskMetricsMiddleware
+from app.core.tracing import TracingMiddleware
 
 log = structlog.get_logger("app.queue")
 
@@ -116,7 +117,9 @@ class AppBroker(AsyncBroker):
     def __init__(self) -> None:
         super().__init__()
         self.retry = RetryMiddleware()
-        self.add_middlewares(RequestIdMiddleware(), self.retry)
+        self.add_middlewares(
+            RequestIdMiddleware(), TracingMiddleware(), TaskMetricsMiddleware(), self.retry
+        )
         self.settings: Settings | None = None
         self.transport: ReclaimingStreamBroker | None = None
         self._receiver: Receiver | None = None

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 import time_machine
 from fastapi import FastAPI, Request
@@ -113,6 +115,7 @@ async def test_real_worker_delivers_queued_mail_over_redis(
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": str(services.smtp_port),
         "LOG_LEVEL": "WARNING",
+        "METRICS_WORKER_PORT": str(metrics_port := free_port()),
     }
     settings = app.state.settings
     producer = RedisStreamBroker(url=services.redis_url, queue_name=f"{settings.app_name}:tasks")
@@ -132,10 +135,36 @@ async def test_real_worker_delivers_queued_mail_over_redis(
         await kicker.kiq(message.as_string())
         received = await mail_outbox.wait(within=20)
         assert received["Subject"] == "From the worker"
+        # The worker's metrics server reports what its (spawned) worker process ran.
+        assert await _worker_counted(metrics_port, "core.mail.send")
     finally:
         worker.terminate()
         await asyncio.wait_for(worker.wait(), 10)
         await producer.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def _worker_counted(port: int, task: str, *, within: float = 10.0) -> bool:
+    """Whether the worker's metrics server counts `task` as succeeded (polled: the count
+    follows the task's end)."""
+    url = f"http://127.0.0.1:{port}/metrics"
+    wanted = f'queue_tasks_succeeded_total{{task="{task}"}} 1.0'
+    deadline = asyncio.get_running_loop().time() + within
+    async with httpx.AsyncClient() as client:
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                if wanted in (await client.get(url)).text:
+                    return True
+            except httpx.TransportError:
+                pass  # not listening yet
+            await asyncio.sleep(0.1)
+    return False
 
 
 def send_mail_kicker(producer: Any) -> Any:
