@@ -122,6 +122,8 @@ async def test_metrics_can_be_turned_off(services: Services, enabled: bool) -> N
         assert (await client.get("/metrics")).status_code == 404
 
 
+# Real worker processes: `make e2e`.
+@pytest.mark.e2e
 def test_the_worker_metrics_server_adds_up_its_worker_processes() -> None:
     with worker_metrics_server(0, addr="127.0.0.1") as port:
         spawn = multiprocessing.get_context("spawn")  # as `app worker` starts its processes
