@@ -33,7 +33,7 @@ from app.core.ratelimit import RateLimiter, default_rate_limit
 from app.core.redis import RedisCircuit, create_redis
 from app.core.sentry import configure_sentry
 from app.core.tenancy import Memberships
-from app.core.tracing import configure_tracing
+from app.core.tracing import configure_tracing, export_configured, trace_database
 
 API_PREFIX = "/api/v1"
 
@@ -77,9 +77,9 @@ def _lifespan(
 ) -> object:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.telemetry_enabled:
-            configure_tracing()  # OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set
+        configure_tracing()  # only when OTEL_* variables ask for an exporter
         database = Database(settings)
+        trace_database(database.engine)
         redis = create_redis(settings)
         app.state.database = database
         app.state.redis = redis
@@ -141,7 +141,7 @@ def _lifespan(
 
 
 # FastAPI instruments requests with OpenTelemetry whenever a provider is configured, and checks
-# for one on every request; TELEMETRY_ENABLED=false turns all of it off.
+# for one on every request; with no traces configured all of it is off.
 _TELEMETRY_OFF: TelemetryConfig = {
     "tracing": False,
     "metrics": False,
@@ -164,12 +164,11 @@ def _include_modules(app: FastAPI, modules: Iterable[ModuleSpec], settings: Sett
     limits = [Depends(default_rate_limit)] if settings.rate_limit_enabled else []
     for spec in sorted(modules, key=lambda item: item.route_order):  # stable: then by name
         if spec.router is not None:
-            prefix = API_PREFIX + spec.url_prefix
             app.include_router(
                 spec.router,
-                prefix=prefix,
+                prefix=API_PREFIX + spec.url_prefix,
                 tags=list(spec.tags) or [spec.name],
-                dependencies=[metrics.route_prefix(prefix), *limits],
+                dependencies=limits,
                 responses=problems(429, 503),
             )
 
@@ -182,6 +181,8 @@ def create_app(
     configure_logging(level=settings.log_level, json_logs=settings.json_logs)
     configure_sentry(settings)
     modules = discover_modules(module_packages)
+    # FastAPI's request spans, when traces go somewhere: our exporter or the deployment's.
+    traced = settings.telemetry_enabled or export_configured()
 
     app = FastAPI(
         title=settings.app_name,
@@ -190,7 +191,7 @@ def create_app(
         openapi_url="/openapi.json" if settings.serves_openapi else None,
         docs_url="/docs" if settings.serves_openapi else None,
         redoc_url=None,
-        telemetry=_TELEMETRY_ON if settings.telemetry_enabled else _TELEMETRY_OFF,
+        telemetry=_TELEMETRY_ON if traced else _TELEMETRY_OFF,
     )
     app.state.settings = settings
     app.state.modules = modules

@@ -95,7 +95,9 @@ class Settings(AppSettings):
 
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.AUTO
-    # FastAPI's built-in OpenTelemetry instrumentation (off: no per-request provider check).
+    # FastAPI's built-in OpenTelemetry request spans. On by itself when OTEL_TRACES_EXPORTER /
+    # OTEL_EXPORTER_OTLP_ENDPOINT configure an exporter; set it when the deployment installs its
+    # own tracer provider (opentelemetry-instrument). Off: no per-request provider check.
     telemetry_enabled: bool = False
     # Error reports to Sentry (empty: none are sent).
     sentry_dsn: str = ""

@@ -20,8 +20,8 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 
 import structlog
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.params import Depends as DependsParam
+from fastapi import APIRouter, Request, Response
+from fastapi.routing import iter_route_contexts
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -37,6 +37,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import QueuePool
+from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.db import Database
@@ -133,29 +134,34 @@ def bind_database(database: Database | None) -> None:
     pool_collector.database = database
 
 
-# FastAPI 0.165 includes routers without copying their routes: `scope["route"].path` is the
-# path inside its router ("/{user_id}"). The prefix the router was included under is recorded
-# by a dependency given to `include_router` (`route_prefix`), and put in front of it.
-ROUTE_PREFIX_KEY = "app.route_prefix"
+class RouteTemplates:
+    """The whole template of each route of an app (`/api/v1/users/{user_id}`), by route.
 
+    FastAPI includes a router without copying its routes: the route a request matched
+    (`scope["route"]`) knows only its path inside its router (`/{user_id}`).
+    `iter_route_contexts` (FastAPI's public walk of included routers) gives each route's full
+    template once; a request then costs a dictionary lookup."""
 
-def route_prefix(prefix: str) -> DependsParam:
-    """A dependency for `include_router(..., dependencies=[route_prefix(prefix)])`: metrics
-    name the route by its whole template (`/api/v1/users/{user_id}`)."""
+    def __init__(self) -> None:
+        self._by_route: dict[int, str] = {}
+        self._app: object = None
 
-    async def record_prefix(request: Request) -> None:
-        request.scope[ROUTE_PREFIX_KEY] = prefix
+    def __call__(self, scope: Scope) -> str:
+        """The template of the route that answered (`UNMATCHED_ROUTE` when none did)."""
+        route = scope.get("route")
+        if route is None:
+            return UNMATCHED_ROUTE
+        if scope.get("app") is not self._app:  # first request, or another app (tests)
+            self._read(scope["app"])
+        template = self._by_route.get(id(route)) or getattr(route, "path", None)
+        return str(template) if template else UNMATCHED_ROUTE
 
-    dependency: DependsParam = Depends(record_prefix)
-    return dependency
-
-
-def route_template(scope: Scope) -> str:
-    """The template of the route that answered (`UNMATCHED_ROUTE` when none did)."""
-    path = getattr(scope.get("route"), "path", None)
-    if not path:
-        return UNMATCHED_ROUTE
-    return f"{scope.get(ROUTE_PREFIX_KEY, '')}{path}"
+    def _read(self, app: Starlette) -> None:
+        self._by_route = {
+            id(context.original_route): context.path_format or ""
+            for context in iter_route_contexts(app.routes)
+        }
+        self._app = app
 
 
 def _status_class(status: int) -> str:
@@ -168,6 +174,7 @@ class MetricsMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.route_template = RouteTemplates()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -187,12 +194,11 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_recording_status)
         finally:
             HTTP_IN_FLIGHT.dec()
-            template = route_template(scope)
+            template = self.route_template(scope)
             method = scope["method"]
-            HTTP_REQUESTS.labels(method=method, route=template, status=_status_class(status)).inc()
-            HTTP_DURATION.labels(method=method, route=template).observe(
-                time.perf_counter() - started
-            )
+            # Positional label values, in the order the metrics declare them.
+            HTTP_REQUESTS.labels(method, template, _status_class(status)).inc()
+            HTTP_DURATION.labels(method, template).observe(time.perf_counter() - started)
 
 
 def _registry() -> CollectorRegistry:
@@ -280,12 +286,11 @@ __all__: list[str] = [
     "TASKS_SUCCEEDED",
     "TASK_DURATION",
     "MetricsMiddleware",
+    "RouteTemplates",
     "ScrapeHook",
     "bind_database",
     "exposition",
     "multiprocess_directory",
-    "route_prefix",
-    "route_template",
     "router",
     "scrape_hooks",
     "worker_metrics_server",

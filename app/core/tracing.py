@@ -1,13 +1,15 @@
 """OpenTelemetry traces: export set up from the standard OTEL_* variables, and the trace
 carried from a request into the tasks it queues.
 
-FastAPI 0.165 traces requests itself (`FastAPI(telemetry=...)`, TELEMETRY_ENABLED). This
-module adds what FastAPI does not: a tracer provider exporting over OTLP when
-OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set, for the API and
-the worker alike (a worker starts the app's lifespan, not FastAPI's own); and a taskiq
+FastAPI 0.165 traces requests itself (`FastAPI(telemetry=...)`). This module adds what FastAPI
+does not: a tracer provider exporting where OTEL_TRACES_EXPORTER says (`otlp` once an
+OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT is set, or `console`), for the API and the worker alike
+(a worker starts the app's lifespan, not FastAPI's own); spans for SQL statements, Redis
+commands and outgoing HTTP (OpenTelemetry's contrib instrumentations); and a taskiq
 middleware that writes the W3C `traceparent` into a task's labels (the outbox stores labels)
-and continues that trace in the worker, so one trace shows the request and its tasks.
-Nothing configured: no provider, no exporter, OpenTelemetry's no-op API.
+and continues that trace in the worker, so one trace shows the request, its tasks and their
+mail. Nothing configured: no provider, no exporter, no instrumentation, OpenTelemetry's no-op
+API.
 """
 
 from __future__ import annotations
@@ -19,38 +21,71 @@ from typing import Any
 from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from sqlalchemy.ext.asyncio import AsyncEngine
 from taskiq import NoResultError, TaskiqMessage, TaskiqMiddleware, TaskiqResult
 
 # The W3C trace-context fields, carried as task labels of the same names.
 TRACE_LABELS = ("traceparent", "tracestate")
 
 
+def _traces_exporter_name() -> str:
+    """OTEL_TRACES_EXPORTER's choice: `otlp` (the specification's default), `console` or
+    `none`; OTEL_SDK_DISABLED=true is `none`."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return "none"
+    return os.environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
+
+
 def export_configured() -> bool:
-    """Whether the environment names an OTLP endpoint for traces (and does not turn it off)."""
-    if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
-        return False
-    if os.environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() == "none":
-        return False
-    return bool(
+    """Whether the environment asks for traces: the console exporter, or OTLP with an endpoint
+    named. The specification's OTLP default (localhost:4318) alone is not enough: an app
+    nobody configured sends nothing and pays nothing."""
+    name = _traces_exporter_name()
+    if name == "console":
+        return True
+    return name == "otlp" and bool(
         os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
         or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     )
 
 
-def configure_tracing() -> None:
-    """Install a tracer provider exporting over OTLP/HTTP, once per process, when the
-    environment asks for it and nothing else installed one. The exporter, the service name
-    and the sampler read their OTEL_* variables themselves."""
-    if not export_configured():
-        return
-    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        return  # configured already (by this function, FastAPI or the deployment)
+def _exporter() -> SpanExporter:
+    if _traces_exporter_name() == "console":
+        return ConsoleSpanExporter()
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    provider = TracerProvider(resource=Resource.create())
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    trace.set_tracer_provider(provider)
+    return OTLPSpanExporter()  # reads its OTEL_EXPORTER_OTLP_* variables itself
+
+
+def configure_tracing() -> None:
+    """When the environment asks for traces: install a tracer provider with the configured
+    exporter (unless the deployment installed one), and trace Redis commands and outgoing HTTP.
+    The service name, resource and sampler read their OTEL_* variables themselves."""
+    if not export_configured():
+        return
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        provider = TracerProvider(resource=Resource.create())
+        provider.add_span_processor(BatchSpanProcessor(_exporter()))
+        trace.set_tracer_provider(provider)
+    for instrumentor in (RedisInstrumentor(), HTTPXClientInstrumentor()):
+        if not instrumentor.is_instrumented_by_opentelemetry:  # once per process
+            instrumentor.instrument()
+
+
+def trace_database(engine: AsyncEngine) -> None:
+    """A span for every SQL statement `engine` runs, when traces are exported."""
+    if not export_configured():
+        return
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    # The instrumentor listens to the engine's events (an async engine's live on its
+    # sync_engine). Its metadata stops at SQLAlchemy 2.0, but those events are the same in 2.1:
+    # the dependency check is skipped, and a test shows the statements' spans.
+    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, skip_dep_check=True)
 
 
 def trace_labels() -> dict[str, str]:
@@ -105,4 +140,11 @@ class TracingMiddleware(TaskiqMiddleware):
             context.detach(token)
 
 
-__all__ = ["TRACE_LABELS", "TracingMiddleware", "configure_tracing", "trace_labels"]
+__all__ = [
+    "TRACE_LABELS",
+    "TracingMiddleware",
+    "configure_tracing",
+    "export_configured",
+    "trace_database",
+    "trace_labels",
+]

@@ -9,6 +9,9 @@ from collections.abc import Iterator
 import pytest
 from asgi_lifespan import LifespanManager
 from opentelemetry import trace
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.instrumentation.redis import RedisInstrumentor
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -25,12 +28,18 @@ LISTENER = "listener:app.modules.auth.listeners.mail_verification_link"
 
 @pytest.fixture
 def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    """An SDK provider, as OTLP export would install, keeping finished spans in memory."""
+    """Traces asked for by the environment, as in production, recorded by an SDK provider
+    keeping finished spans in memory (it stands where `configure_tracing` would put one)."""
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
     yield exporter
+    # The instrumentations patch libraries process-wide: undo them for the next tests.
+    for instrumentor in (RedisInstrumentor(), HTTPXClientInstrumentor(), SQLAlchemyInstrumentor()):
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()
     provider.shutdown()
 
 
@@ -45,7 +54,7 @@ async def test_a_queued_task_continues_the_trace_of_the_request_that_queued_it(
     mail_outbox: MailOutbox,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    settings = make_settings(services, telemetry_enabled=True, log_level="INFO", log_format="json")
+    settings = make_settings(services, log_level="INFO", log_format="json")
     app = create_app(settings)
     try:
         async with LifespanManager(app), http_client(app) as client:
@@ -77,6 +86,22 @@ async def test_a_queued_task_continues_the_trace_of_the_request_that_queued_it(
         if span.context is not None and span.context.trace_id == request.context.trace_id
     }
     assert task.kind is trace.SpanKind.CONSUMER
+    # The task's mail is a span under the task's.
+    mail = _named(spans, "mail send")
+    assert mail.parent is not None
+    assert mail.parent.span_id == task.context.span_id
+    assert mail.kind is trace.SpanKind.CLIENT
+
+    # The request's SQL statements and Redis commands are spans of its trace; outgoing HTTP
+    # (httpx) is traced from here on too.
+    in_request = [
+        dict(span.attributes or {})
+        for span in spans.get_finished_spans()
+        if span.context is not None and span.context.trace_id == request.context.trace_id
+    ]
+    assert any(found.get("db.system") == "postgresql" for found in in_request)
+    assert any(found.get("db.system") == "redis" for found in in_request)
+    assert HTTPXClientInstrumentor().is_instrumented_by_opentelemetry
 
     # Log lines carry the trace: the request's access-log line, and the task's own lines.
     trace_id = trace.format_trace_id(request.context.trace_id)
@@ -98,7 +123,9 @@ async def test_outside_a_trace_a_task_carries_no_trace_labels() -> None:
     assert tracing.trace_labels() == {}
 
 
-def test_export_is_configured_only_by_an_otlp_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_is_configured_by_an_otlp_endpoint_or_the_console_exporter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
@@ -108,4 +135,8 @@ def test_export_is_configured_only_by_an_otlp_endpoint(monkeypatch: pytest.Monke
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
     assert tracing.export_configured()
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    assert not tracing.export_configured()
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    assert tracing.export_configured()
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     assert not tracing.export_configured()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import aiosmtplib
 import structlog
 from fastapi import Depends, Request
+from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncSession
 from taskiq import TaskiqDepends
 
@@ -165,20 +166,26 @@ class MailService:
         settings = self.settings
         if settings.smtp_host is None:
             raise RuntimeError("SMTP_HOST is not set; mail cannot be sent")
-        try:
-            await aiosmtplib.send(
-                message,
-                hostname=settings.smtp_host,
-                port=settings.smtp_port,
-                username=settings.smtp_username or None,
-                password=settings.smtp_password or None,
-                use_tls=settings.smtp_use_tls,
-                start_tls=settings.smtp_start_tls,
-                timeout=settings.smtp_timeout,
-            )
-        except Exception:
-            metrics.MAIL_FAILED.inc()
-            raise
+        # One span per message, in the trace of the task (and request) that sent it.
+        with trace.get_tracer("app.mail").start_as_current_span(
+            "mail send",
+            kind=trace.SpanKind.CLIENT,
+            attributes={"server.address": settings.smtp_host, "server.port": settings.smtp_port},
+        ):
+            try:
+                await aiosmtplib.send(
+                    message,
+                    hostname=settings.smtp_host,
+                    port=settings.smtp_port,
+                    username=settings.smtp_username or None,
+                    password=settings.smtp_password or None,
+                    use_tls=settings.smtp_use_tls,
+                    start_tls=settings.smtp_start_tls,
+                    timeout=settings.smtp_timeout,
+                )
+            except Exception:
+                metrics.MAIL_FAILED.inc()
+                raise
         metrics.MAIL_SENT.inc()
         log.info("mail_sent", to=message["To"], subject=message["Subject"])
 

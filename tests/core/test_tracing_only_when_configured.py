@@ -1,4 +1,6 @@
-"""TELEMETRY_ENABLED turns FastAPI's built-in OpenTelemetry instrumentation on and off."""
+"""FastAPI's built-in OpenTelemetry instrumentation is on when traces are configured (OTEL_*
+variables naming an exporter, or TELEMETRY_ENABLED for a provider of the deployment's), and
+off otherwise."""
 
 from __future__ import annotations
 
@@ -31,14 +33,27 @@ class RecordingTracerProvider(trace.TracerProvider):
         return self.tracer
 
 
-@pytest.mark.parametrize("enabled", [True, False])
-async def test_requests_are_traced_only_when_telemetry_is_enabled(
-    services: Services, monkeypatch: pytest.MonkeyPatch, enabled: bool
+@pytest.mark.parametrize(
+    ("enabled", "exporter", "traced"),
+    [(True, None, True), (False, "console", True), (False, None, False), (False, "none", False)],
+)
+async def test_requests_are_traced_only_when_traces_are_configured(
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+    enabled: bool,
+    exporter: str | None,
+    traced: bool,
 ) -> None:
     provider = RecordingTracerProvider()
     monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    if exporter is None:
+        monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
+    else:
+        monkeypatch.setenv("OTEL_TRACES_EXPORTER", exporter)
     app = create_app(make_settings(services, telemetry_enabled=enabled))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         assert (await client.get("/health/live")).status_code == 200
-    assert provider.tracer.spans == (["GET"] if enabled else [])
+    assert provider.tracer.spans == (["GET"] if traced else [])
