@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import sentry_sdk
-
 from app.core.config import Settings
 from app.core.request_context import current_request_id, current_user_id
 
@@ -80,6 +78,8 @@ def sentry_options(settings: Settings) -> dict[str, Any] | None:
 def configure_sentry(settings: Settings) -> None:
     options = sentry_options(settings)
     if options is not None:
+        import sentry_sdk  # here: a process without a DSN does not load it
+
         sentry_sdk.init(**options)
 
 
