@@ -9,7 +9,7 @@ from __future__ import annotations
 from app.core.modules import ModuleSpec
 from app.modules.auth.authenticator import TokenAuthenticator
 from app.modules.auth.config import AuthSettings
-from app.modules.auth.routes.v1 import router as _router
+from app.modules.auth.routes import router as _router
 
 module = ModuleSpec(name="auth", router=_router, tags=("auth",), authenticator=TokenAuthenticator)
 
