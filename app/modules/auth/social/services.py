@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import httpx
+import httpx2
 import structlog
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.starlette_client import OAuth, StarletteOAuth2App
@@ -115,7 +115,7 @@ class SocialService:
         _, client = self._client(name)
         try:
             started = await client.create_authorization_url(redirect_uri)
-        except httpx.HTTPError:
+        except httpx2.HTTPError:
             raise ServiceUnavailable("The sign-in provider cannot be reached") from None
         binding = new_opaque_token()
         flow = {
@@ -167,7 +167,7 @@ class SocialService:
         except JoseError:
             security_log.warning("social_id_token_refused", security_event=True, provider=name)
             raise SocialSignInFailed("The provider's ID token did not check out") from None
-        except httpx.HTTPError:
+        except httpx2.HTTPError:
             raise ServiceUnavailable("The sign-in provider cannot be reached") from None
 
     @staticmethod
