@@ -46,6 +46,8 @@ class Provider:
     account: Account = field(default_factory=Account)
     # What the ID token says for nonce: None copies the request's, "" leaves it out.
     nonce: str | None = None
+    # False: the address is in userinfo only (as some issuers do).
+    email_in_id_token: bool = True
     key: RSAKey = field(
         default_factory=lambda: RSAKey.generate_key(2048, {"kid": "test-key"}, private=True)
     )
@@ -53,7 +55,7 @@ class Provider:
     tokens: dict[str, Account] = field(default_factory=dict)
 
     def reset(self) -> None:
-        self.account, self.nonce = Account(), None
+        self.account, self.nonce, self.email_in_id_token = Account(), None, True
         self.codes.clear()
         self.tokens.clear()
 
@@ -127,11 +129,10 @@ class Provider:
             "aud": CLIENT_ID,
             "iat": now,
             "exp": now + 300,
-            "email_verified": account.email_verified,
             "preferred_username": account.username,
         }
-        if account.email is not None:
-            claims["email"] = account.email
+        if account.email is not None and self.email_in_id_token:
+            claims["email"], claims["email_verified"] = account.email, account.email_verified
         if self.nonce != "":
             claims["nonce"] = self.nonce if self.nonce is not None else nonce
         return jwt.encode({"alg": "RS256", "kid": self.key.kid}, claims, self.key)

@@ -3,6 +3,7 @@ provider (and a GitHub stand-in) served on loopback (`oidc_provider.py`)."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlparse
 
@@ -102,7 +103,8 @@ async def test_a_verified_identity_gets_a_new_account_then_signs_in_to_it(
     assert await session.scalar(select(func.count()).select_from(User)) == 1
     # The account has no password: no password signs in to it.
     stored = await session.scalar(select(User).where(User.username == "carol"))
-    assert stored is not None and not stored.password_hash.startswith("$argon2")
+    assert stored is not None
+    assert not stored.password_hash.startswith("$argon2")
 
 
 async def test_a_verified_address_links_the_existing_account(
@@ -112,7 +114,9 @@ async def test_a_verified_address_links_the_existing_account(
     me = (await client.get(ME, headers=headers_of(await sign_in(client)))).json()
     assert me["id"] == str(user.id)
     linked = await session.scalar(select(SocialIdentity))
-    assert linked is not None and linked.user_id == user.id and linked.provider == "acme"
+    assert linked is not None
+    assert linked.user_id == user.id
+    assert linked.provider == "acme"
 
 
 async def test_an_unverified_address_takes_over_nothing_and_creates_nothing(
@@ -179,9 +183,11 @@ async def test_github_verified_address_comes_from_its_emails_api(
     assert refused.status_code == 403, refused.text
     provider.account.email_verified = True
     me = (await client.get(ME, headers=headers_of(await sign_in(client, "github")))).json()
-    assert me["email"] == "carol@example.com" and me["username"] == "carol"
+    assert me["email"] == "carol@example.com"
+    assert me["username"] == "carol"
     linked = await session.scalar(select(SocialIdentity))
-    assert linked is not None and (linked.provider, linked.subject) == ("github", "4242")
+    assert linked is not None
+    assert (linked.provider, linked.subject) == ("github", "4242")
 
 
 async def test_an_account_with_two_factor_gets_its_challenge(
@@ -197,7 +203,8 @@ async def test_an_account_with_two_factor_gets_its_challenge(
     response = await sign_in(client)
     assert response.status_code == 200
     body = response.json()
-    assert body["second_factor_required"] is True and "access_token" not in body
+    assert body["second_factor_required"] is True
+    assert "access_token" not in body
     finished = await client.post(
         "/api/v1/auth/2fa/login",
         json={"challenge": body["challenge"], "code": confirm.json()["recovery_codes"][0]},
@@ -233,3 +240,45 @@ def test_provider_settings() -> None:
     assert settings.social_providers["github"].api_base_url == "https://api.github.com/"
     with pytest.raises(ValidationError, match="discovery_url"):
         SocialSettings(_env_file=None, social_providers={"corp": {"client_id": "id"}})
+
+
+async def test_the_address_may_come_from_userinfo(client: AsyncClient, provider: Provider) -> None:
+    provider.email_in_id_token = False
+    me = (await client.get(ME, headers=headers_of(await sign_in(client)))).json()
+    assert me["email"] == "carol@example.com"
+    assert me["is_verified"] is True
+
+
+async def test_a_deactivated_linked_account_cannot_sign_in(
+    client: AsyncClient, provider: Provider, user: User, session: AsyncSession
+) -> None:
+    provider.account.email = "alice@example.com"
+    assert (await sign_in(client)).status_code == 200
+    stored = await session.get(User, user.id)
+    assert stored is not None
+    stored.is_active = False
+    await session.commit()
+    assert (await sign_in(client)).status_code == 403
+
+
+async def test_an_unreachable_provider_is_a_503(app: FastAPI, client: AsyncClient) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    port = closed.getsockname()[1]
+    settings = SocialSettings(
+        _env_file=None,
+        social_providers={
+            "down": {
+                "client_id": CLIENT_ID,
+                "discovery_url": f"http://127.0.0.1:{port}/.well-known/openid-configuration",
+            }
+        },
+    )
+    app.dependency_overrides[get_social_settings] = lambda: settings
+    try:
+        response = await client.get(f"{SOCIAL}/down/authorize")
+    finally:
+        app.dependency_overrides.pop(get_social_settings, None)
+        closed.close()
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"

@@ -28,7 +28,7 @@ STEP = timedelta(seconds=30)
 
 
 @pytest.fixture
-def clock() -> Iterator[time_machine.Coordinates]:
+def clock() -> Iterator[time_machine.Traveller]:
     with time_machine.travel(START, tick=False) as traveller:
         yield traveller
 
@@ -69,7 +69,8 @@ async def challenge(client: AsyncClient, username: str = "alice") -> str:
     body = response.json()
     assert body["second_factor_required"] is True
     assert body["method"] == "totp"
-    assert "access_token" not in body and "refresh_token" not in body
+    assert "access_token" not in body
+    assert "refresh_token" not in body
     token: str = body["challenge"]
     return token
 
@@ -79,7 +80,7 @@ async def second_step(client: AsyncClient, token: str, code: str) -> Any:
 
 
 async def test_enrol_confirm_then_sign_in_takes_a_code_once(
-    clock: time_machine.Coordinates,
+    clock: time_machine.Traveller,
     client: AsyncClient,
     user: User,
     user_headers: Headers,
@@ -92,7 +93,8 @@ async def test_enrol_confirm_then_sign_in_takes_a_code_once(
     secret = body["secret"]
     assert pyotp.parse_uri(body["otpauth_uri"]).secret == secret
     assert body["otpauth_uri"].startswith("otpauth://totp/app:alice%40example.com?")
-    assert body["qr_svg"].startswith("<svg") and "</svg>" in body["qr_svg"]
+    assert body["qr_svg"].startswith("<svg")
+    assert "</svg>" in body["qr_svg"]
     status = await client.get(TWO_FA, headers=user_headers)
     assert status.json() == {"enabled": False, "pending": True, "recovery_codes_left": 0}
     # Not on yet: signing in still gives tokens.
@@ -107,7 +109,8 @@ async def test_enrol_confirm_then_sign_in_takes_a_code_once(
     codes = confirmed.json()["recovery_codes"]
     assert len(codes) == len(set(codes)) == 10
     stored = (await session.scalars(select(RecoveryCode.code_hash))).all()
-    assert len(stored) == 10 and not set(stored) & {c.replace("-", "") for c in codes}
+    assert len(stored) == 10
+    assert not set(stored) & {c.replace("-", "") for c in codes}
     status = await client.get(TWO_FA, headers=user_headers)
     assert status.json() == {"enabled": True, "pending": False, "recovery_codes_left": 10}
 
@@ -121,7 +124,8 @@ async def test_enrol_confirm_then_sign_in_takes_a_code_once(
     assert tokens.status_code == 200, tokens.text
     assert tokens.headers["cache-control"] == "no-store"
     me = await client.get(ME, headers=bearer(tokens.json()["access_token"]))
-    assert me.status_code == 200 and me.json()["username"] == "alice"
+    assert me.status_code == 200
+    assert me.json()["username"] == "alice"
     # Accepted once: the same code again, even with a new challenge, is refused.
     again = await second_step(client, await challenge(client), fresh)
     assert again.status_code == 401
@@ -129,7 +133,7 @@ async def test_enrol_confirm_then_sign_in_takes_a_code_once(
 
 
 async def test_one_step_of_clock_skew_either_way_and_no_more(
-    clock: time_machine.Coordinates, client: AsyncClient, user: User, user_headers: Headers
+    clock: time_machine.Traveller, client: AsyncClient, user: User, user_headers: Headers
 ) -> None:
     secret, _ = await enrol(client, user_headers)
     clock.shift(10 * STEP)
@@ -146,7 +150,7 @@ async def test_one_step_of_clock_skew_either_way_and_no_more(
 
 
 async def test_recovery_codes_work_once_each(
-    clock: time_machine.Coordinates, client: AsyncClient, user: User, user_headers: Headers
+    clock: time_machine.Traveller, client: AsyncClient, user: User, user_headers: Headers
 ) -> None:
     _, codes = await enrol(client, user_headers)
     token = await challenge(client)
@@ -161,7 +165,7 @@ async def test_recovery_codes_work_once_each(
 
 
 async def test_codes_are_rate_limited_per_account(
-    clock: time_machine.Coordinates,
+    clock: time_machine.Traveller,
     client: AsyncClient,
     user: User,
     user_headers: Headers,
@@ -179,7 +183,7 @@ async def test_codes_are_rate_limited_per_account(
 
 
 async def test_challenges_are_checked(
-    clock: time_machine.Coordinates,
+    clock: time_machine.Traveller,
     client: AsyncClient,
     user: User,
     user_headers: Headers,
@@ -212,7 +216,7 @@ async def test_challenges_are_checked(
 
 
 async def test_disable_needs_the_password_and_a_code(
-    clock: time_machine.Coordinates, client: AsyncClient, user: User, user_headers: Headers
+    clock: time_machine.Traveller, client: AsyncClient, user: User, user_headers: Headers
 ) -> None:
     secret, codes = await enrol(client, user_headers)
     clock.shift(STEP)
@@ -254,7 +258,7 @@ async def test_administrators_must_enrol_when_required(
     client: AsyncClient,
     admin: User,
     user: User,
-    clock: time_machine.Coordinates,
+    clock: time_machine.Traveller,
     two_factor_settings: Callable[..., TwoFactorSettings],
 ) -> None:
     two_factor_settings(admin_2fa_required=True)
@@ -262,7 +266,8 @@ async def test_administrators_must_enrol_when_required(
     assert "access_token" in await login(client, "alice")
     first = await client.post(LOGIN_URL, data={"username": "root", "password": DEFAULT_PASSWORD})
     body = first.json()
-    assert body["second_factor_required"] is True and body["method"] == "enrol"
+    assert body["second_factor_required"] is True
+    assert body["method"] == "enrol"
     assert "access_token" not in body
     # The enrolment challenge is good for enrolling only: no code step, no API access.
     assert (await second_step(client, body["challenge"], "123456")).status_code == 401
@@ -278,7 +283,8 @@ async def test_administrators_must_enrol_when_required(
     assert done.status_code == 200, done.text
     assert len(done.json()["recovery_codes"]) == 10
     me = await client.get(ME, headers=bearer(done.json()["tokens"]["access_token"]))
-    assert me.status_code == 200 and me.json()["role"] == "admin"
+    assert me.status_code == 200
+    assert me.json()["role"] == "admin"
     # From now on the administrator signs in with a code like anyone enrolled.
     token = await challenge(client, "root")
     clock.shift(STEP)
