@@ -203,3 +203,8 @@ def running_provider() -> Iterator[Provider]:
         server.should_exit = True
         thread.join(timeout=5)
         sock.close()
+
+
+if __name__ == "__main__":  # try social sign-in by hand: docs/auth-two-factor-and-social.md
+    provider = Provider(base_url="http://127.0.0.1:9000")
+    uvicorn.run(provider.app(), host="127.0.0.1", port=9000)

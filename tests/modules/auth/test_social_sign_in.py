@@ -105,6 +105,8 @@ async def test_a_verified_identity_gets_a_new_account_then_signs_in_to_it(
     stored = await session.scalar(select(User).where(User.username == "carol"))
     assert stored is not None
     assert not stored.password_hash.startswith("$argon2")
+    password = {"username": "carol", "password": "!no-password"}
+    assert (await client.post("/api/v1/auth/login", data=password)).status_code == 401
 
 
 async def test_a_verified_address_links_the_existing_account(
