@@ -27,6 +27,7 @@ from authlib.integrations.starlette_client import OAuth, StarletteOAuth2App
 from joserfc.errors import JoseError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import AppError, Conflict, Forbidden, NotFound, ServiceUnavailable
@@ -244,12 +245,16 @@ class SocialService:
                 )
             except EmailTaken:  # made by a concurrent request: link to it next time
                 raise Conflict("This account was just created: sign in again") from None
-        await self.identities.add(
-            self.session,
-            SocialIdentity(
-                user_id=user.id, provider=name, subject=identity.subject, email=identity.email
-            ),
-        )
-        await self.session.commit()
+        try:
+            await self.identities.add(
+                self.session,
+                SocialIdentity(
+                    user_id=user.id, provider=name, subject=identity.subject, email=identity.email
+                ),
+            )
+            await self.session.commit()
+        except IntegrityError:  # a concurrent callback linked it first
+            await self.session.rollback()
+            raise Conflict("This sign-in was just linked: sign in again") from None
         log.info("social_identity_linked", user_id=str(user.id), provider=name)
         return user
