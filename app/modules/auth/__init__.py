@@ -1,5 +1,6 @@
-"""The auth module: registration, sign-in with rotating refresh tokens, email verification,
-password reset, and the authenticator behind core's `CurrentPrincipal`.
+"""The auth module: registration, sign-in with rotating refresh tokens, two-factor (TOTP) and
+social (OAuth 2.0 / OpenID Connect) sign-in, email verification, password reset, and the
+authenticator behind core's `CurrentPrincipal`.
 
 Public API: everything other modules may import from here. Nothing else of this package is.
 """
