@@ -11,7 +11,30 @@ from app.core.db import DBSession
 from app.core.ratelimit import RateLimits
 from app.modules.auth.config import AuthSettingsDep
 from app.modules.auth.services import AuthService
+from app.modules.auth.two_factor.config import TwoFactorSettingsDep
+from app.modules.auth.two_factor.services import TwoFactorService
 from app.modules.users import UsersGatewayDep
+
+
+async def get_two_factor_service(
+    session: DBSession,
+    settings: TwoFactorSettingsDep,
+    auth_settings: AuthSettingsDep,
+    app_settings: SettingsDep,
+    users: UsersGatewayDep,
+    limiter: RateLimits,
+) -> TwoFactorService:
+    return TwoFactorService(
+        session=session,
+        settings=settings,
+        auth_settings=auth_settings,
+        secret_key=app_settings.secret_key,
+        users=users,
+        limiter=limiter,
+    )
+
+
+TwoFactorServiceDep = Annotated[TwoFactorService, Depends(get_two_factor_service)]
 
 
 async def get_auth_service(
@@ -20,6 +43,7 @@ async def get_auth_service(
     app_settings: SettingsDep,
     users: UsersGatewayDep,
     limiter: RateLimits,
+    two_factor: TwoFactorServiceDep,
 ) -> AuthService:
     return AuthService(
         session=session,
@@ -27,6 +51,7 @@ async def get_auth_service(
         secret_key=app_settings.secret_key,
         users=users,
         limiter=limiter,
+        two_factor=two_factor,
     )
 
 

@@ -27,6 +27,8 @@ from app.modules.auth.mail import AccountMail, send_account_mail
 from app.modules.auth.models import ActionToken, RefreshToken, TokenPurpose
 from app.modules.auth.repositories import ActionTokenRepository, RefreshTokenRepository
 from app.modules.auth.schemas import RegisterIn, TokenPair
+from app.modules.auth.two_factor.schemas import SecondFactorRequired
+from app.modules.auth.two_factor.services import TwoFactorService
 from app.modules.users import EmailTaken, UserCreate, UserDTO, UsersGateway
 
 log = structlog.get_logger("app.auth")
@@ -82,8 +84,10 @@ class AuthService:
         secret_key: str,
         users: UsersGateway,
         limiter: RateLimiter,
+        two_factor: TwoFactorService,
     ) -> None:
         self.session = session
+        self.two_factor = two_factor
         self.settings = settings
         self.secret_key = secret_key
         self.users = users
@@ -162,7 +166,9 @@ class AuthService:
 
     # --- sign-in and sessions --------------------------------------------------------------
 
-    async def login(self, *, login: str, password: str, client: str) -> TokenPair:
+    async def login(
+        self, *, login: str, password: str, client: str
+    ) -> TokenPair | SecondFactorRequired:
         await self.limiter.hit(
             key=client, limit=self.settings.login_rate_limit_ip, scope="auth.login.ip"
         )
@@ -176,8 +182,20 @@ class AuthService:
             raise Unauthorized(INVALID_CREDENTIALS)
         if not user.is_verified and not self.settings.unverified_login_allowed:
             raise Forbidden("Verify your email address before signing in")
-        # The password was checked outside any transaction (argon2 is slow): the session starts
-        # only if the account did not change meanwhile (a reset, a deactivation).
+        return await self.second_step_or_sign_in(user)
+
+    async def second_step_or_sign_in(self, user: UserDTO) -> TokenPair | SecondFactorRequired:
+        """The challenge of a second step when the account needs one (two-factor), else the
+        tokens: every first factor (password, provider) ends here."""
+        pending = await self.two_factor.pending_for(user)
+        if pending is not None:
+            return pending
+        return await self.sign_in(user)
+
+    async def sign_in(self, user: UserDTO) -> TokenPair:
+        """A new sign-in session and its tokens for an account whose credentials were checked
+        (outside any transaction, as argon2 is slow): the session starts only if the account
+        did not change meanwhile (a reset, a deactivation)."""
         if not await self.users.hold_unchanged(user):
             raise Unauthorized(INVALID_CREDENTIALS)
         now = utcnow()

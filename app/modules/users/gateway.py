@@ -57,6 +57,22 @@ class UsersGateway:
         user = await self._service.sign_in(login=login, password=password, client=client)
         return None if user is None else UserDTO.model_validate(user)
 
+    async def check_password(self, user_id: uuid.UUID, password: str, *, client: str) -> bool:
+        """Whether `password` is the live account's; budgeted like a sign-in (429 when
+        spent), and run with no connection held."""
+        user = await self._service.find(user_id=user_id)
+        return user is not None and await self._service.password_matches(
+            user, password, client=client
+        )
+
+    async def create_verified(self, *, email: str, username_hint: str) -> UserDTO:
+        """A verified account with no password (signed in through a provider that vouched for
+        the address; a password can be set by reset), its username from `username_hint`.
+        Raises EmailTaken (409) when the address has an account."""
+        return UserDTO.model_validate(
+            await self._service.create_verified(email=email, username_hint=username_hint)
+        )
+
     async def hold_unchanged(self, user: UserDTO) -> bool:
         """Whether the account is still live, active and as `user` was read, its row held until
         the caller commits: a sign-in starts its session only if no password change or

@@ -3,6 +3,8 @@ events after it; `UsersReader` answers read-only questions on autocommit connect
 
 from __future__ import annotations
 
+import re
+import secrets
 import uuid
 from datetime import datetime
 from typing import Any
@@ -22,7 +24,7 @@ from app.core.sessions import SignInSessions
 from app.modules.users import policies
 from app.modules.users.config import UsersSettings
 from app.modules.users.events import UserDeleted, UserPasswordChanged, UserRegistered
-from app.modules.users.models import User
+from app.modules.users.models import Role, User
 from app.modules.users.policies import Actor
 from app.modules.users.repositories import UserRepository
 from app.modules.users.schemas import UserCreate, UserDTO
@@ -35,6 +37,8 @@ _EMAIL_CONSTRAINT = "uq_users_lower_email_live"
 _USERNAME_CONSTRAINT = "uq_users_username"
 
 
+# Not an argon2 hash: no password verifies against it (the account signs in through a provider).
+NO_PASSWORD = "!no-password"  # noqa: S105
 # A client that gave an account's right password is known to it this long (seconds).
 _KNOWN_CLIENT_S = 30 * 86_400
 # zxcvbn refuses longer input; the first 72 characters of a longer password are its lower bound.
@@ -163,6 +167,9 @@ class UsersService:
             await self.session.commit()
         return True
 
+    async def password_matches(self, user: User, password: str, *, client: str) -> bool:
+        return await self._password_matches(user, password, client=client)
+
     async def hold_unchanged(self, *, user_id: uuid.UUID, updated_at: datetime) -> bool:
         return await self.users.hold_unchanged(self.session, id=user_id, updated_at=updated_at)
 
@@ -256,6 +263,31 @@ class UsersService:
         )
         await self._commit_unique()
         log.info("user_registered", user_id=str(user.id))
+        return user
+
+    async def create_verified(self, *, email: str, username_hint: str) -> User:
+        """A verified account without a password: its hash is a value no password matches."""
+        await self._check_unique(email=email, username=None)
+        base = re.sub(r"[^a-z0-9_.-]", "", username_hint.lower())[:40] or "user"
+        username = base if len(base) >= 3 else f"{base}-user"
+        while await self.users.get_by_username(self.session, username=username) is not None:
+            username = f"{base}-{secrets.token_hex(3)}"
+        user = User(
+            id=uuid.uuid4(),
+            email=email,
+            username=username,
+            password_hash=NO_PASSWORD,
+            role=Role.USER.value,
+            is_active=True,
+            is_verified=True,
+        )
+        self.session.add(user)
+        publish(
+            self.session,
+            UserRegistered(user_id=user.id, email=user.email, username=user.username),
+        )
+        await self._commit_unique()
+        log.info("user_registered", user_id=str(user.id), password=False)
         return user
 
     async def _check_current_password(

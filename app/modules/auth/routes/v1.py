@@ -21,6 +21,7 @@ from app.modules.auth.schemas import (
     TokenIn,
     TokenPair,
 )
+from app.modules.auth.two_factor.schemas import SecondFactorRequired
 
 router = APIRouter()
 
@@ -48,16 +49,21 @@ async def register(body: RegisterIn, service: AuthServiceDep, client: ClientAddr
     return Accepted(detail=REGISTERED)
 
 
-@router.post("/login", response_model=TokenPair, responses=problems(401, 403, 422, 429, 503))
+@router.post(
+    "/login",
+    response_model=TokenPair | SecondFactorRequired,
+    responses=problems(401, 403, 422, 429, 503),
+)
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     service: AuthServiceDep,
     client: ClientAddress,
     response: Response,
-) -> TokenPair:
+) -> TokenPair | SecondFactorRequired:
     """OAuth2 password flow: `username` is the username or the email address. Attempts are
     limited per client address, and per account (per account and client, and per account from
-    anywhere over a longer window)."""
+    anywhere over a longer window). An account with two-factor sign-in gets a
+    `second_factor_required` challenge instead of tokens (`POST /auth/2fa/login`)."""
     _no_store(response)
     return await service.login(login=form.username, password=form.password, client=client)
 

@@ -1,0 +1,235 @@
+"""Use cases of two-factor sign-in. TOTP codes (pyotp) are accepted one time step either side
+of the server's clock, and each at most once: the last accepted step is stored and a code of
+that step or an earlier one is refused. Code attempts are counted per account before they
+are checked (the right one is given back). The second step of a sign-in is a short-lived
+signed challenge naming the account as it was when its password was checked."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from datetime import datetime, timedelta
+
+import pyotp
+import segno
+import structlog
+from pyotp.exceptions import OTPVerificationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.db import utcnow
+from app.core.errors import Conflict, Forbidden, Unauthorized
+from app.core.ratelimit import RateLimiter
+from app.core.security import InvalidToken, decode_jwt, encode_jwt, hash_token
+from app.modules.auth.config import AuthSettings
+from app.modules.auth.two_factor.config import TwoFactorSettings
+from app.modules.auth.two_factor.models import TwoFactor
+from app.modules.auth.two_factor.repositories import RecoveryCodeRepository, TwoFactorRepository
+from app.modules.auth.two_factor.schemas import Enrolment, SecondFactorRequired, TwoFactorStatus
+from app.modules.users import Role, UserDTO, UsersGateway
+
+security_log = structlog.get_logger("app.security")
+
+RECOVERY_CODE_COUNT = 10
+CHALLENGE_TYPES = {"totp": "2fa", "enrol": "2fa_enrol"}
+INVALID_CHALLENGE = "Invalid or expired sign-in challenge: sign in again"
+WRONG_CODE = "The code is wrong or was already used"
+_TOTP_CODE = re.compile(r"^\d{6}$")
+
+
+def _matching_step(secret: str, code: str, now: datetime) -> int | None:
+    """The time step whose code `code` is: the current one or one either side (clock skew)."""
+    try:
+        return pyotp.TOTP(secret).verify_and_get_timecode(code, for_time=now, valid_window=1)
+    except OTPVerificationError:
+        return None
+
+
+def _normalise_recovery(code: str) -> str:
+    return code.replace("-", "").replace(" ", "").lower()
+
+
+def _new_recovery_code() -> str:
+    raw = secrets.token_hex(5)
+    return f"{raw[:5]}-{raw[5:]}"
+
+
+class TwoFactorService:
+    def __init__(
+        self,
+        *,
+        session: AsyncSession,
+        settings: TwoFactorSettings,
+        auth_settings: AuthSettings,
+        secret_key: str,
+        users: UsersGateway,
+        limiter: RateLimiter,
+    ) -> None:
+        self.session = session
+        self.settings = settings
+        self.auth_settings = auth_settings
+        self.secret_key = secret_key
+        self.users = users
+        self.limiter = limiter
+        self.secrets = TwoFactorRepository()
+        self.recovery = RecoveryCodeRepository()
+
+    # --- the second step of a sign-in ------------------------------------------------------
+
+    async def pending_for(self, user: UserDTO) -> SecondFactorRequired | None:
+        """The challenge a sign-in of `user` answers instead of tokens, if any: a code for an
+        enrolled account, enrolment for an administrator when AUTH_ADMIN_2FA_REQUIRED."""
+        if await self.secrets.is_enabled(self.session, user_id=user.id):
+            return self._challenge(user, "totp")
+        if self.settings.admin_2fa_required and user.role is Role.ADMIN:
+            return self._challenge(user, "enrol")
+        return None
+
+    def _challenge(self, user: UserDTO, method: str) -> SecondFactorRequired:
+        ttl = self.settings.two_factor_challenge_ttl_seconds
+        token = encode_jwt(
+            {
+                "sub": str(user.id),
+                "typ": CHALLENGE_TYPES[method],
+                # The account as its password was checked: a change since voids the challenge.
+                "ver": user.updated_at.isoformat(),
+            },
+            key=self.secret_key,
+            issuer=self.auth_settings.jwt_issuer,
+            audience=self.auth_settings.jwt_audience,
+            ttl=timedelta(seconds=ttl),
+        )
+        return SecondFactorRequired(method=method, challenge=token, expires_in=ttl)
+
+    async def challenged_user(self, challenge: str, *, method: str) -> UserDTO:
+        """The account a valid, unexpired challenge of `method` names, unchanged since; else 401."""
+        try:
+            claims = decode_jwt(
+                challenge,
+                key=self.secret_key,
+                issuer=self.auth_settings.jwt_issuer,
+                audience=self.auth_settings.jwt_audience,
+            )
+            user_id = uuid.UUID(str(claims["sub"]))
+        except (InvalidToken, KeyError, ValueError):
+            raise Unauthorized(INVALID_CHALLENGE) from None
+        if claims.get("typ") != CHALLENGE_TYPES[method]:
+            raise Unauthorized(INVALID_CHALLENGE)
+        user = await self.users.get_by_id(user_id)
+        if user is None or not user.is_active or user.updated_at.isoformat() != claims.get("ver"):
+            raise Unauthorized(INVALID_CHALLENGE)
+        return user
+
+    async def complete(self, challenge: str, code: str) -> UserDTO:
+        """The account, once the challenge and a code (TOTP or recovery) check out; the code
+        is spent in the caller's transaction (it commits when it issues the tokens)."""
+        user = await self.challenged_user(challenge, method="totp")
+        if not await self._spend_code(user.id, code, recovery_allowed=True):
+            raise Unauthorized(WRONG_CODE)
+        return user
+
+    # --- codes -----------------------------------------------------------------------------
+
+    async def _spend_code(self, user_id: uuid.UUID, code: str, *, recovery_allowed: bool) -> bool:
+        """Counted before it is checked (429 past AUTH_TWO_FACTOR_RATE_LIMIT per account);
+        a TOTP code is accepted once, a recovery code used up. The right one is given back."""
+        attempt = await self.limiter.hit(
+            key=f"user:{user_id}",
+            limit=self.settings.two_factor_rate_limit,
+            scope="auth.2fa",
+            fail_open=self.limiter.credentials_fail_open,
+        )
+        now = utcnow()
+        row = await self.secrets.lock(self.session, user_id=user_id)
+        ok = False
+        if row is not None and row.confirmed_at is not None:
+            if _TOTP_CODE.match(code):
+                ok = self._accept_step(row, code, now)
+            elif recovery_allowed:
+                ok = await self.recovery.use(
+                    self.session,
+                    user_id=user_id,
+                    code_hash=hash_token(_normalise_recovery(code)),
+                    now=now,
+                )
+        if not ok:
+            security_log.warning("second_factor_failed", security_event=True, user_id=str(user_id))
+            return False
+        await self.limiter.refund(attempt)
+        return True
+
+    @staticmethod
+    def _accept_step(row: TwoFactor, code: str, now: datetime) -> bool:
+        step = _matching_step(row.secret, code, now)
+        if step is None or (row.last_step is not None and step <= row.last_step):
+            return False
+        row.last_step = step
+        return True
+
+    # --- enrolment -------------------------------------------------------------------------
+
+    async def status(self, user_id: uuid.UUID) -> TwoFactorStatus:
+        row = await self.secrets.get(self.session, user_id=user_id)
+        enabled = row is not None and row.confirmed_at is not None
+        left = await self.recovery.count_unused(self.session, user_id=user_id) if enabled else 0
+        return TwoFactorStatus(
+            enabled=enabled, pending=row is not None and not enabled, recovery_codes_left=left
+        )
+
+    async def begin_enrolment(self, user_id: uuid.UUID) -> Enrolment:
+        """A new secret (replacing an unconfirmed one); 409 when two-factor is already on."""
+        user = await self.users.get_by_id(user_id)
+        if user is None:
+            raise Unauthorized("Not authenticated")
+        row = await self.secrets.lock(self.session, user_id=user.id)
+        if row is not None and row.confirmed_at is not None:
+            raise Conflict("Two-factor sign-in is already on: disable it first")
+        secret = pyotp.random_base32()
+        if row is None:
+            await self.secrets.add(self.session, TwoFactor(user_id=user.id, secret=secret))
+        else:
+            row.secret, row.last_step = secret, None
+        await self.session.commit()
+        uri = pyotp.TOTP(secret).provisioning_uri(
+            name=user.email, issuer_name=self.settings.two_factor_issuer
+        )
+        return Enrolment(
+            secret=secret, otpauth_uri=uri, qr_svg=segno.make(uri, error="m").svg_inline(scale=4)
+        )
+
+    async def confirm(self, user_id: uuid.UUID, code: str) -> list[str]:
+        """Turn two-factor on with a first code from the app; the recovery codes, shown once."""
+        attempt = await self.limiter.hit(
+            key=f"user:{user_id}",
+            limit=self.settings.two_factor_rate_limit,
+            scope="auth.2fa",
+            fail_open=self.limiter.credentials_fail_open,
+        )
+        row = await self.secrets.lock(self.session, user_id=user_id)
+        if row is None or row.confirmed_at is not None:
+            raise Conflict("No enrolment is waiting for a code: start one first")
+        now = utcnow()
+        if not _TOTP_CODE.match(code) or not self._accept_step(row, code, now):
+            raise Forbidden(WRONG_CODE)
+        row.confirmed_at = now
+        codes = [_new_recovery_code() for _ in range(RECOVERY_CODE_COUNT)]
+        await self.recovery.replace(
+            self.session,
+            user_id=user_id,
+            hashes=[hash_token(_normalise_recovery(code)) for code in codes],
+        )
+        await self.session.commit()
+        await self.limiter.refund(attempt)
+        security_log.info("two_factor_enabled", security_event=True, user_id=str(user_id))
+        return codes
+
+    async def disable(self, user_id: uuid.UUID, *, password: str, code: str, client: str) -> None:
+        """Needs the password (budgeted as a sign-in) and a code: a stolen access token alone
+        cannot turn the second factor off."""
+        if not await self.users.check_password(user_id, password, client=client):
+            raise Forbidden("The password is wrong")
+        if not await self._spend_code(user_id, code, recovery_allowed=True):
+            raise Forbidden(WRONG_CODE)
+        await self.secrets.remove(self.session, user_id=user_id)
+        await self.session.commit()
+        security_log.info("two_factor_disabled", security_event=True, user_id=str(user_id))
