@@ -12,6 +12,10 @@ import pyotp
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -284,3 +288,20 @@ async def test_an_unreachable_provider_is_a_503(app: FastAPI, client: AsyncClien
         closed.close()
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_the_calls_to_the_provider_are_spans_of_the_sign_in_trace(
+    client: AsyncClient, provider: Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # authlib calls the provider with httpx2, which OpenTelemetry's httpx instrumentation does
+    # not see: the service wraps each step in a client span of its own.
+    exporter = InMemorySpanExporter()
+    recording = TracerProvider()
+    recording.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: recording)
+    headers_of(await sign_in(client))
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    for step in ("authorize", "callback"):
+        span = spans[f"social acme {step}"]
+        assert span.kind is trace.SpanKind.CLIENT
+        assert span.status.status_code is not trace.StatusCode.ERROR

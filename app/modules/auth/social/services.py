@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -25,6 +26,7 @@ import structlog
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.starlette_client import OAuth, StarletteOAuth2App
 from joserfc.errors import JoseError
+from opentelemetry import trace
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
@@ -83,6 +85,14 @@ def _registry(providers_key: str) -> OAuth:
     return oauth
 
 
+def _provider_span(name: str, step: str) -> AbstractContextManager[trace.Span]:
+    """A client span around a step's calls to the provider: authlib makes them with httpx2,
+    which OpenTelemetry's httpx instrumentation does not see."""
+    return trace.get_tracer("app.auth.social").start_as_current_span(
+        f"social {name} {step}", kind=trace.SpanKind.CLIENT, attributes={"provider": name}
+    )
+
+
 def _flow_key(state: str) -> str:
     return f"auth:social:{hash_token(state)}"
 
@@ -115,7 +125,8 @@ class SocialService:
         """(the provider's authorization URL, the browser binding for the flow cookie)."""
         _, client = self._client(name)
         try:
-            started = await client.create_authorization_url(redirect_uri)
+            with _provider_span(name, "authorize"):  # discovery, on the first sign-in
+                started = await client.create_authorization_url(redirect_uri)
         except httpx2.HTTPError:
             raise ServiceUnavailable("The sign-in provider cannot be reached") from None
         binding = new_opaque_token()
@@ -157,12 +168,15 @@ class SocialService:
             security_log.warning("social_state_refused", security_event=True, provider=name)
             raise SocialSignInFailed(INVALID_STATE)
         try:
-            token = await client.fetch_access_token(  # type: ignore[no-untyped-call]
-                redirect_uri=flow["redirect_uri"], code=code, code_verifier=flow["code_verifier"]
-            )
-            if provider.kind == "github":
-                return await self._github_identity(client, token)
-            return await self._oidc_identity(client, token, nonce=flow["nonce"])
+            with _provider_span(name, "callback"):
+                token = await client.fetch_access_token(  # type: ignore[no-untyped-call]
+                    redirect_uri=flow["redirect_uri"],
+                    code=code,
+                    code_verifier=flow["code_verifier"],
+                )
+                if provider.kind == "github":
+                    return await self._github_identity(client, token)
+                return await self._oidc_identity(client, token, nonce=flow["nonce"])
         except OAuthError as error:
             raise SocialSignInFailed(f"The provider refused the sign-in: {error.error}") from None
         except JoseError:
