@@ -39,8 +39,9 @@ API_KEY_HEADER = "X-API-Key"
 
 
 class Scope(enum.StrEnum):
-    """What a principal may do. A sign-in session may do everything; an API key what it was
-    given. Without `write`, state-changing methods are refused whatever the route."""
+    """What a principal may do. A sign-in session holds every scope; an API key those it was
+    given. Safe methods need `read` and the others `write`, whatever the route; a route may
+    require more with `require_scope`."""
 
     READ = "read"
     WRITE = "write"
@@ -112,7 +113,7 @@ async def get_current_principal(
 ) -> Principal:
     """The caller, from the bearer token, else the `X-API-Key` header, else the access cookie;
     401 when none stands for an active account. 403 for a cookie-authenticated state-changing
-    request without its CSRF token, and for an API key without the `write` scope on one."""
+    request without its CSRF token, and for an API key without the scope of the method."""
     transport = settings.auth_transport
     unsafe = request.method not in SAFE_METHODS
     if token:
@@ -141,8 +142,9 @@ async def get_current_principal(
         raise Unauthorized("Not authenticated")
     if principal is None or not principal.is_active:
         raise Unauthorized("Invalid or expired credentials")
-    if unsafe and Scope.WRITE not in principal.scopes:
-        raise Forbidden("This API key may only read (it lacks the write scope)")
+    needed = Scope.WRITE if unsafe else Scope.READ
+    if needed not in principal.scopes:
+        raise Forbidden(f"This API key lacks the {needed} scope")
     request.state.principal = principal  # rate limits count per account from here on
     return principal
 

@@ -35,6 +35,9 @@ PRINCIPALS = {
     "reader": Principal(
         uuid.uuid4(), "user", None, True, True, frozenset({"read"}), api_key_id=uuid.uuid4()
     ),
+    "report-reader": Principal(
+        uuid.uuid4(), "user", None, True, True, frozenset({"read", "reports"}), uuid.uuid4()
+    ),
     "writer": Principal(
         uuid.uuid4(), "user", None, True, True, frozenset({"write"}), api_key_id=uuid.uuid4()
     ),
@@ -66,7 +69,7 @@ async def admins() -> dict[str, bool]:
     return {"ok": True}
 
 
-@router.get("/reports", dependencies=[Depends(require_scope(Scope.READ))])
+@router.get("/reports", dependencies=[Depends(require_scope("reports"))])
 async def reports() -> dict[str, bool]:
     return {"ok": True}
 
@@ -124,17 +127,24 @@ async def test_require_role_lets_only_that_role_through(http: AsyncClient) -> No
     assert (await http.get("/probe/admins")).status_code == 401
 
 
-async def test_a_route_can_require_a_scope_and_changes_need_write(http: AsyncClient) -> None:
-    assert (await http.get("/probe/reports", headers=_bearer("reader"))).status_code == 200
-    refused = await http.get("/probe/reports", headers=_bearer("writer"))
+async def test_a_route_can_require_a_scope(http: AsyncClient) -> None:
+    assert (await http.get("/probe/reports", headers=_bearer("report-reader"))).status_code == 200
+    refused = await http.get("/probe/reports", headers=_bearer("reader"))
     assert refused.status_code == 403
-    assert "read" in refused.json()["detail"]
-    # Without `write`, no state-changing method passes, whatever the route asks for.
+    assert "reports" in refused.json()["detail"]
+
+
+async def test_safe_methods_need_read_and_changes_need_write(http: AsyncClient) -> None:
+    assert (await http.get("/probe/active", headers=_bearer("reader"))).status_code == 200
+    refused = await http.get("/probe/active", headers=_bearer("writer"))
+    assert refused.status_code == 403
+    assert "read scope" in refused.json()["detail"]
     assert (await http.post("/probe/reports", headers=_bearer("reader"))).status_code == 403
     assert (await http.post("/probe/reports", headers=_bearer("writer"))).status_code == 200
-    # A sign-in session holds every scope.
-    assert (await http.get("/probe/reports", headers=_bearer("member"))).status_code == 200
+    # A sign-in session holds every scope of `Scope`.
+    assert (await http.get("/probe/active", headers=_bearer("member"))).status_code == 200
     assert (await http.post("/probe/reports", headers=_bearer("member"))).status_code == 200
+    assert {str(scope) for scope in Scope} <= PRINCIPALS["member"].scopes
 
 
 async def test_keys_do_not_pass_where_a_sign_in_is_needed(http: AsyncClient) -> None:

@@ -454,7 +454,11 @@ async def test_every_endpoint_is_documented(client: AsyncClient) -> None:
     signed_in = {"/api/v1/auth/logout", "/api/v1/auth/logout-all", "/api/v1/users/me"}
     signed_in |= {"/api/v1/users/me/password", "/api/v1/users", "/api/v1/users/{user_id}"}
     signed_in |= {"/api/v1/auth/api-keys", "/api/v1/auth/api-keys/{key_id}"}
-    any_credential = [{"OAuth2PasswordBearer": []}, {"APIKeyHeader": []}, {"APIKeyCookie": []}]
+    any_credential: list[dict[str, list[str]]] = [
+        {"OAuth2PasswordBearer": []},
+        {"APIKeyHeader": []},
+        {"APIKeyCookie": []},
+    ]
     for path, method in expected.items():
         security = paths[path][method].get("security")
         assert security == (any_credential if path in signed_in else None), path

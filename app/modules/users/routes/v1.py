@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response, status
 
-from app.core.auth import ActivePrincipal, CurrentPrincipal, require_role
+from app.core.auth import ActivePrincipal, CurrentPrincipal, SignedInPrincipal, require_role
 from app.core.db import FilterSpec, ListParams, Page, list_params
 from app.core.errors import problems
 from app.core.ratelimit import ClientAddress
@@ -59,7 +59,7 @@ async def read_me(principal: CurrentPrincipal, reader: UsersReaderDep) -> UserDT
 async def update_me(
     body: UserUpdateMe,
     me: Me,
-    principal: CurrentPrincipal,
+    principal: SignedInPrincipal,
     service: UsersServiceDep,
     client: ClientAddress,
 ) -> UserDTO:
@@ -80,7 +80,7 @@ async def update_me(
 async def delete_me(
     body: AccountDeletion,
     me: Me,
-    principal: CurrentPrincipal,
+    principal: SignedInPrincipal,
     service: UsersServiceDep,
     client: ClientAddress,
 ) -> Response:
@@ -100,7 +100,7 @@ async def delete_me(
 async def change_my_password(
     body: PasswordChange,
     me: Me,
-    principal: CurrentPrincipal,
+    principal: SignedInPrincipal,
     service: UsersServiceDep,
     client: ClientAddress,
 ) -> Response:
