@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.telemetry import TelemetryConfig
 from starlette.requests import HTTPConnection
 
-from app.core.auth import Authenticator
+from app.core.auth import Authenticator, install_credential_docs
 from app.core.cache import CacheService, set_default_cache
 from app.core.config import QueueBroker, Settings, get_settings
 from app.core.db import Database
@@ -180,6 +180,7 @@ def create_app(
     app.include_router(health_router)
     _include_modules(app, modules, settings)
     install_problem_docs(app)
+    install_credential_docs(app)
 
     if settings.cors_origins:
         app.add_middleware(

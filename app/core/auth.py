@@ -22,9 +22,9 @@ import enum
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Protocol
+from typing import Annotated, Any, Protocol
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.security import APIKeyCookie, APIKeyHeader, OAuth2PasswordBearer
 
 from app.core.config import AuthTransport, Settings, SettingsDep
@@ -76,8 +76,9 @@ class Authenticator(Protocol):
 
 AuthenticatorFactory = Callable[[Settings, Database], Authenticator]
 
-# The three places a credential may come from; each is a security scheme in OpenAPI, so the
-# "Authorize" button of /docs offers each.
+# The three places a credential may come from, as OpenAPI security schemes: /docs' "Authorize"
+# offers each. The bearer scheme is a dependency (it reads the header); the other two are read
+# in `get_current_principal` itself and documented by `document_credentials`.
 bearer_token = OAuth2PasswordBearer(
     tokenUrl=TOKEN_URL,
     auto_error=False,
@@ -96,6 +97,37 @@ access_cookie = APIKeyCookie(
 )
 
 
+def document_credentials(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Add the API key and cookie schemes to the schema, as alternatives wherever the bearer
+    scheme is required (every operation that depends on `get_current_principal`)."""
+    components = openapi.setdefault("components", {}).setdefault("securitySchemes", {})
+    others = (api_key_header, access_cookie)
+    for scheme in others:
+        components[scheme.scheme_name] = scheme.model.model_dump(
+            mode="json", by_alias=True, exclude_none=True
+        )
+    for path_item in openapi.get("paths", {}).values():
+        for operation in path_item.values():
+            security = operation.get("security") if isinstance(operation, dict) else None
+            if security and {bearer_token.scheme_name: []} in security:
+                security.extend(
+                    {scheme.scheme_name: []}
+                    for scheme in others
+                    if {scheme.scheme_name: []} not in security
+                )
+    return openapi
+
+
+def install_credential_docs(app: FastAPI) -> None:
+    """Make `app.openapi()` (and /openapi.json) document every credential scheme."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return document_credentials(generate())
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 async def get_authenticator(request: Request) -> Authenticator:
     authenticator: Authenticator | None = getattr(request.app.state, "authenticator", None)
     if authenticator is None:
@@ -106,14 +138,16 @@ async def get_authenticator(request: Request) -> Authenticator:
 async def get_current_principal(
     request: Request,
     token: Annotated[str | None, Depends(bearer_token)],
-    api_key: Annotated[str | None, Depends(api_key_header)],
-    cookie: Annotated[str | None, Depends(access_cookie)],
     authenticator: Annotated[Authenticator, Depends(get_authenticator)],
-    settings: SettingsDep,
 ) -> Principal:
     """The caller, from the bearer token, else the `X-API-Key` header, else the access cookie;
     401 when none stands for an active account. 403 for a cookie-authenticated state-changing
     request without its CSRF token, and for an API key without the scope of the method."""
+    # Read here rather than as dependencies of their own: every node of this chain is paid on
+    # each authenticated request (docs/performance.md). The settings are the app's own.
+    settings: Settings = request.app.state.settings
+    api_key = request.headers.get(API_KEY_HEADER)
+    cookie = request.cookies.get(ACCESS_COOKIE)
     transport = settings.auth_transport
     unsafe = request.method not in SAFE_METHODS
     if token:

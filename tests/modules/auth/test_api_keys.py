@@ -5,7 +5,6 @@ changing credentials."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,12 +13,14 @@ from httpx import AsyncClient
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.config import AuthTransport, Settings
+from app.core.config import AuthTransport
 from app.modules.auth.api_keys.models import ApiKey
 from app.modules.auth.api_keys.service import MAX_LIVE_KEYS
 from app.modules.users.models import User
+from tests.conftest import Services
 from tests.factories.users import DEFAULT_PASSWORD
-from tests.modules.conftest import Headers, bearer
+from tests.modules.conftest import Headers, app_with, bearer
+from tests.support import http_client
 
 KEYS = "/api/v1/auth/api-keys"
 ME = "/api/v1/users/me"
@@ -202,10 +203,14 @@ async def test_live_keys_per_account_are_bounded(
 
 
 async def test_keys_work_when_sessions_live_in_cookies_only(
-    client: AsyncClient, user: User, user_headers: Headers, app_settings: Callable[..., Settings]
+    client: AsyncClient, user: User, user_headers: Headers, services: Services
 ) -> None:
     created = await _create(client, user_headers)
-    app_settings(auth_transport=AuthTransport.COOKIE)
-    assert (await client.get(ME, headers=bearer(created["key"]))).status_code == 200
-    assert (await client.get(ME, headers=_key(created["key"]))).status_code == 200
-    assert (await client.get(ME, headers=user_headers)).status_code == 401
+    async with (
+        app_with(services, auth_transport=AuthTransport.COOKIE) as cookie_only,
+        http_client(cookie_only) as other,
+    ):
+        assert (await other.get(ME, headers=bearer(created["key"]))).status_code == 200
+        assert (await other.get(ME, headers=_key(created["key"]))).status_code == 200
+        # A session's access token in a header is not taken there.
+        assert (await other.get(ME, headers=user_headers)).status_code == 401

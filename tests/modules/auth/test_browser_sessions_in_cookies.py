@@ -13,8 +13,9 @@ from httpx import ASGITransport, AsyncClient, Response
 
 from app.core.config import AuthTransport, Environment, Settings
 from app.modules.users.models import User
+from tests.conftest import Services
 from tests.factories.users import DEFAULT_PASSWORD
-from tests.modules.conftest import LOGIN_URL, bearer
+from tests.modules.conftest import LOGIN_URL, app_with, bearer
 
 ME = "/api/v1/users/me"
 REFRESH = "/api/v1/auth/refresh"
@@ -57,8 +58,10 @@ def _csrf(response: Response) -> dict[str, str]:
 
 
 @pytest.fixture
-def cookie_only(app_settings: Callable[..., Settings]) -> Settings:
-    return app_settings(auth_transport=AuthTransport.COOKIE)
+async def cookie_only(services: Services) -> AsyncIterator[FastAPI]:
+    """An app with AUTH_TRANSPORT=cookie."""
+    async with app_with(services, auth_transport=AuthTransport.COOKIE) as application:
+        yield application
 
 
 async def test_login_sets_httponly_secure_lax_cookies_scoped_to_their_paths(
@@ -86,8 +89,13 @@ async def test_login_sets_httponly_secure_lax_cookies_scoped_to_their_paths(
 
 
 async def test_cookie_mode_keeps_every_token_out_of_reach_of_scripts(
-    app: FastAPI, browser: AsyncClient, user: User, cookie_only: Settings
+    cookie_only: FastAPI, user: User
 ) -> None:
+    async with _browser(cookie_only) as browser:
+        await _cookie_mode(cookie_only, browser)
+
+
+async def _cookie_mode(app: FastAPI, browser: AsyncClient) -> None:
     response = await _sign_in(browser)
     body = response.json()
     assert body["token_type"] == "cookie"
@@ -195,17 +203,25 @@ async def test_logout_ends_the_session_and_clears_the_cookies(
 
 
 async def test_bearer_mode_sets_no_cookie_and_reads_none(
-    browser: AsyncClient, user: User, app_settings: Callable[..., Settings]
+    browser: AsyncClient, user: User, services: Services
 ) -> None:
-    both = await _sign_in(browser)
-    app_settings(auth_transport=AuthTransport.BEARER)
-    login = await _sign_in(browser)
-    assert "set-cookie" not in login.headers
-    assert login.json()["csrf_token"] is None
-    # The cookies of the earlier sign-in stand for nobody now.
-    assert browser.cookies.get("access_token") == set_cookies(both)["access_token"]["value"]
-    assert (await browser.get(ME)).status_code == 401
-    assert (await browser.post(REFRESH, headers=_csrf(both))).status_code == 401
+    both = await _sign_in(browser)  # cookies of a sign-in on an app with both transports
+    async with (
+        app_with(services, auth_transport=AuthTransport.BEARER) as bearer_only,
+        _browser(bearer_only) as other,
+    ):
+        login = await _sign_in(other)
+        assert "set-cookie" not in login.headers
+        assert login.json()["csrf_token"] is None
+        assert (
+            await other.get(ME, headers=bearer(login.json()["access_token"]))
+        ).status_code == 200
+        # Cookies, even of a live session, stand for nobody here.
+        other.cookies = browser.cookies
+        assert other.cookies.get("access_token") == set_cookies(both)["access_token"]["value"]
+        assert (await other.get(ME)).status_code == 401
+        assert (await other.post(REFRESH, headers=_csrf(both))).status_code == 401
+    assert (await browser.get(ME)).status_code == 200
 
 
 @pytest.mark.parametrize(
