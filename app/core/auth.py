@@ -197,12 +197,17 @@ async def get_active_principal(principal: CurrentPrincipal, settings: SettingsDe
 ActivePrincipal = Annotated[Principal, Depends(get_active_principal)]
 
 
-async def get_signed_in_principal(principal: CurrentPrincipal) -> Principal:
-    """The caller, who must have signed in (not an API key): for what changes credentials or
-    sessions (passwords, email, keys themselves, logout); else 403."""
+def ensure_signed_in(principal: Principal) -> Principal:
+    """403 unless the principal signed in (is not an API key): for what changes credentials or
+    sessions (passwords, email, account deletion, keys themselves, logout)."""
     if principal.api_key_id is not None:
         raise Forbidden("API keys cannot be used here: sign in")
     return principal
+
+
+async def get_signed_in_principal(principal: CurrentPrincipal) -> Principal:
+    """The caller, who must have signed in (not an API key); else 403."""
+    return ensure_signed_in(principal)
 
 
 SignedInPrincipal = Annotated[Principal, Depends(get_signed_in_principal)]

@@ -151,6 +151,13 @@ async def test_keys_never_work_where_credentials_or_sessions_change(
         ("POST", KEYS, {"name": "another", "scopes": ["read", "write"]}),
         ("GET", KEYS, None),
         ("DELETE", f"{KEYS}/{created['id']}", None),
+        # The same changes of one's own account by id.
+        (
+            "PATCH",
+            f"/api/v1/users/{user.id}",
+            {"email": "m@example.com", "current_password": DEFAULT_PASSWORD},
+        ),
+        ("DELETE", f"/api/v1/users/{user.id}", {"current_password": DEFAULT_PASSWORD}),
     ]
     for method, path, body in attempts:
         response = await client.request(method, path, json=body, headers=key)
