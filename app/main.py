@@ -14,7 +14,7 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.requests import HTTPConnection
 
 from app.core import metrics
-from app.core.auth import Authenticator
+from app.core.auth import Authenticator, install_credential_docs
 from app.core.cache import CacheService, set_default_cache
 from app.core.config import QueueBroker, Settings, get_settings
 from app.core.db import Database
@@ -202,6 +202,7 @@ def create_app(
         app.include_router(metrics.router)
     _include_modules(app, modules, settings)
     install_problem_docs(app)
+    install_credential_docs(app)
 
     if settings.cors_origins:
         app.add_middleware(

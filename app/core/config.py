@@ -30,6 +30,12 @@ class LogFormat(enum.StrEnum):
     JSON = "json"
 
 
+class AuthTransport(enum.StrEnum):
+    BEARER = "bearer"  # tokens in the body and the Authorization header only
+    COOKIE = "cookie"  # browser sessions: HttpOnly cookies and a CSRF token, no tokens in bodies
+    BOTH = "both"
+
+
 class QueueBroker(enum.StrEnum):
     MEMORY = "memory"  # tasks run in-process (tests); nothing durable
     REDIS = "redis"  # Redis streams with acknowledged delivery
@@ -84,6 +90,8 @@ class Settings(AppSettings):
 
     # Who may act (core's ActivePrincipal): accounts that have not verified their email too.
     auth_unverified_access_allowed: bool = False
+    # How sign-in tokens travel (core reads the access cookie; the auth module writes it).
+    auth_transport: AuthTransport = AuthTransport.BOTH
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_allow_credentials: bool = True

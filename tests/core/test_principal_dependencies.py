@@ -16,8 +16,11 @@ from app.core.auth import (
     Authenticator,
     CurrentPrincipal,
     Principal,
+    Scope,
+    SignedInPrincipal,
     get_authenticator,
     require_role,
+    require_scope,
 )
 from app.core.modules import ModuleSpec
 from app.main import _authenticator, create_app
@@ -29,6 +32,15 @@ PRINCIPALS = {
     "member": Principal(uuid.uuid4(), "user", uuid.uuid4(), is_verified=True, is_active=True),
     "unverified": Principal(uuid.uuid4(), "user", None, is_verified=False, is_active=True),
     "inactive": Principal(uuid.uuid4(), "user", None, is_verified=True, is_active=False),
+    "reader": Principal(
+        uuid.uuid4(), "user", None, True, True, frozenset({"read"}), api_key_id=uuid.uuid4()
+    ),
+    "report-reader": Principal(
+        uuid.uuid4(), "user", None, True, True, frozenset({"read", "reports"}), uuid.uuid4()
+    ),
+    "writer": Principal(
+        uuid.uuid4(), "user", None, True, True, frozenset({"write"}), api_key_id=uuid.uuid4()
+    ),
 }
 
 
@@ -54,6 +66,21 @@ async def active(principal: ActivePrincipal) -> dict[str, str]:
 
 @router.get("/admins", dependencies=[Depends(require_role("admin"))])
 async def admins() -> dict[str, bool]:
+    return {"ok": True}
+
+
+@router.get("/reports", dependencies=[Depends(require_scope("reports"))])
+async def reports() -> dict[str, bool]:
+    return {"ok": True}
+
+
+@router.post("/reports")
+async def add_report(principal: ActivePrincipal) -> dict[str, bool]:
+    return {"ok": True}
+
+
+@router.post("/password")
+async def change_password(principal: SignedInPrincipal) -> dict[str, bool]:
     return {"ok": True}
 
 
@@ -100,11 +127,51 @@ async def test_require_role_lets_only_that_role_through(http: AsyncClient) -> No
     assert (await http.get("/probe/admins")).status_code == 401
 
 
+async def test_a_route_can_require_a_scope(http: AsyncClient) -> None:
+    assert (await http.get("/probe/reports", headers=_bearer("report-reader"))).status_code == 200
+    refused = await http.get("/probe/reports", headers=_bearer("reader"))
+    assert refused.status_code == 403
+    assert "reports" in refused.json()["detail"]
+
+
+async def test_safe_methods_need_read_and_changes_need_write(http: AsyncClient) -> None:
+    assert (await http.get("/probe/active", headers=_bearer("reader"))).status_code == 200
+    refused = await http.get("/probe/active", headers=_bearer("writer"))
+    assert refused.status_code == 403
+    assert "read scope" in refused.json()["detail"]
+    assert (await http.post("/probe/reports", headers=_bearer("reader"))).status_code == 403
+    assert (await http.post("/probe/reports", headers=_bearer("writer"))).status_code == 200
+    # A sign-in session holds every scope of `Scope`.
+    assert (await http.get("/probe/active", headers=_bearer("member"))).status_code == 200
+    assert (await http.post("/probe/reports", headers=_bearer("member"))).status_code == 200
+    assert {str(scope) for scope in Scope} <= PRINCIPALS["member"].scopes
+
+
+async def test_keys_do_not_pass_where_a_sign_in_is_needed(http: AsyncClient) -> None:
+    assert (await http.post("/probe/password", headers=_bearer("writer"))).status_code == 403
+    assert (await http.post("/probe/password", headers=_bearer("member"))).status_code == 200
+    # X-API-Key carries keys only: a session's token there stands for nobody.
+    as_key = await http.get("/probe/current", headers={"X-API-Key": "reader"})
+    assert as_key.status_code == 200
+    assert (await http.get("/probe/current", headers={"X-API-Key": "member"})).status_code == 401
+
+
 async def test_protected_operations_document_the_oauth2_scheme(http: AsyncClient) -> None:
     schema = (await http.get("/openapi.json")).json()
     scheme = schema["components"]["securitySchemes"]["OAuth2PasswordBearer"]
     assert scheme["flows"]["password"]["tokenUrl"] == "/api/v1/auth/login"
-    assert schema["paths"]["/probe/current"]["get"]["security"] == [{"OAuth2PasswordBearer": []}]
+    # Any one of them: a bearer token (access token or API key), X-API-Key, the access cookie.
+    assert schema["paths"]["/probe/current"]["get"]["security"] == [
+        {"OAuth2PasswordBearer": []},
+        {"APIKeyHeader": []},
+        {"APIKeyCookie": []},
+    ]
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["APIKeyHeader"] | {"description": ""} == {
+        "type": "apiKey", "in": "header", "name": "X-API-Key", "description": ""
+    }  # fmt: skip
+    assert schemes["APIKeyCookie"]["in"] == "cookie"
+    assert schemes["APIKeyCookie"]["name"] == "access_token"
     assert "security" not in schema["paths"]["/health/ready"]["get"]
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +25,7 @@ from app.core.queue import broker
 from app.modules.auth.config import AuthSettings, get_auth_settings, load_auth_settings
 from app.modules.users.config import load_users_settings
 from app.modules.users.models import User
+from tests.conftest import Services, make_settings
 from tests.factories.users import DEFAULT_PASSWORD, create_user
 
 load_users_settings.cache_clear()
@@ -48,6 +51,17 @@ async def login(
     assert response.status_code == 200, response.text
     tokens: dict[str, Any] = response.json()
     return tokens
+
+
+@asynccontextmanager
+async def app_with(services: Services, **settings: Any) -> AsyncIterator[FastAPI]:
+    """An app of its own, started with these settings (for what is read once per app), on the
+    session's database and Redis."""
+    from app.main import create_app
+
+    application = create_app(make_settings(services, **settings))
+    async with LifespanManager(application):
+        yield application
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""Core's `Authenticator` for this module's bearer access tokens: a JWT of a live sign-in
-session, of a live, active account. Installed through the module spec."""
+"""Core's `Authenticator` for this module's credentials: an access token (a JWT of a live
+sign-in session, of a live, active account) or an API key (`api_keys`). Installed through the
+module spec."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from app.core.auth import Principal
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.security import InvalidToken, decode_jwt
+from app.modules.auth.api_keys.service import ApiKeyVerifier, is_api_key
 from app.modules.auth.config import AuthSettings, load_auth_settings
 from app.modules.users import UsersDirectory
 
@@ -52,8 +54,11 @@ class TokenAuthenticator:
         self.key = settings.secret_key
         self.database = database
         self.settings = load_auth_settings()
+        self.api_keys = ApiKeyVerifier(database)
 
     async def authenticate(self, token: str) -> Principal | None:
+        if is_api_key(token):
+            return await self.api_keys.authenticate(token)
         claims = read_access_token(token, key=self.key, settings=self.settings)
         if claims is None:
             return None

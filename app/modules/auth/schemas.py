@@ -27,6 +27,24 @@ class TokenPair(BaseModel):
     expires_in: int = Field(description="seconds until the access token expires")
     refresh_token: str
     refresh_expires_in: int = Field(description="seconds until the refresh token expires")
+    csrf_token: str | None = Field(
+        default=None,
+        description="set when the session cookies were set too (AUTH_TRANSPORT=both): send it "
+        "in X-CSRF-Token with state-changing requests that the cookies authenticate",
+    )
+
+
+class BrowserSession(BaseModel):
+    """A sign-in whose tokens are in HttpOnly cookies only (AUTH_TRANSPORT=cookie, or a
+    refresh by cookie)."""
+
+    token_type: Literal["cookie"] = "cookie"  # noqa: S105
+    expires_in: int = Field(description="seconds until the access cookie expires")
+    refresh_expires_in: int = Field(description="seconds until the refresh cookie expires")
+    csrf_token: str = Field(
+        description="send it in X-CSRF-Token with every state-changing request (it is also in "
+        "the csrf_token cookie)"
+    )
 
 
 class RefreshIn(_Input):

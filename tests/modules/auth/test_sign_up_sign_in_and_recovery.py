@@ -441,6 +441,8 @@ async def test_every_endpoint_is_documented(client: AsyncClient) -> None:
         "/api/v1/users/me/password": "put",
         "/api/v1/users": "get",
         "/api/v1/users/{user_id}": "patch",
+        "/api/v1/auth/api-keys": "post",
+        "/api/v1/auth/api-keys/{key_id}": "delete",
     }
     for path, method in expected.items():
         operation = paths[path][method]
@@ -451,9 +453,15 @@ async def test_every_endpoint_is_documented(client: AsyncClient) -> None:
     # Operations that need a token say so (Authorize in /docs); sign-up and sign-in do not.
     signed_in = {"/api/v1/auth/logout", "/api/v1/auth/logout-all", "/api/v1/users/me"}
     signed_in |= {"/api/v1/users/me/password", "/api/v1/users", "/api/v1/users/{user_id}"}
+    signed_in |= {"/api/v1/auth/api-keys", "/api/v1/auth/api-keys/{key_id}"}
+    any_credential: list[dict[str, list[str]]] = [
+        {"OAuth2PasswordBearer": []},
+        {"APIKeyHeader": []},
+        {"APIKeyCookie": []},
+    ]
     for path, method in expected.items():
         security = paths[path][method].get("security")
-        assert security == ([{"OAuth2PasswordBearer": []}] if path in signed_in else None), path
+        assert security == (any_credential if path in signed_in else None), path
     assert "password_hash" not in str(spec)
 
 

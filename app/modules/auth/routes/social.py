@@ -13,9 +13,10 @@ from app.core.errors import problems
 from app.core.redis import RedisClient
 from app.modules.auth.dependencies import AuthServiceDep
 from app.modules.auth.routes.v1 import _no_store
-from app.modules.auth.schemas import TokenPair
+from app.modules.auth.schemas import BrowserSession, TokenPair
 from app.modules.auth.social.config import SocialSettingsDep
 from app.modules.auth.social.services import SocialService, SocialSignInFailed
+from app.modules.auth.transport import TokenTransportDep
 from app.modules.auth.two_factor.schemas import SecondFactorRequired
 from app.modules.users import UsersGatewayDep
 
@@ -76,7 +77,7 @@ async def social_authorize(
 @router.get(
     "/{provider}/callback",
     name="social_callback",
-    response_model=TokenPair | SecondFactorRequired,
+    response_model=TokenPair | BrowserSession | SecondFactorRequired,
     responses=problems(400, 403, 404, 409, 503),
 )
 async def social_callback(
@@ -89,7 +90,9 @@ async def social_callback(
     state: Annotated[str, Query(min_length=1, max_length=512)] = "",
     error: Annotated[str | None, Query(max_length=256)] = None,
     flow: Annotated[str | None, Cookie(alias=FLOW_COOKIE, max_length=256)] = None,
-) -> TokenPair | SecondFactorRequired:
+    *,
+    transport: TokenTransportDep,
+) -> TokenPair | BrowserSession | SecondFactorRequired:
     """Where the provider sends the browser back (or where your frontend's callback page
     forwards `code` and `state`, with credentials). Signs in as the linked account, the
     account of the address the provider verified, or a new one; the same tokens as a password
@@ -100,4 +103,7 @@ async def social_callback(
         raise SocialSignInFailed(f"The provider did not sign you in: {error or 'no code'}")
     identity = await service.finish(provider, code=code, state=state, binding=flow)
     user = await service.account_for(provider, identity)
-    return await auth.second_step_or_sign_in(user)
+    signed_in = await auth.second_step_or_sign_in(user)
+    if isinstance(signed_in, SecondFactorRequired):
+        return signed_in
+    return transport.issue(response, signed_in)

@@ -9,7 +9,8 @@ from app.core.errors import problems
 from app.core.ratelimit import ClientAddress
 from app.modules.auth.dependencies import AuthServiceDep, TwoFactorServiceDep
 from app.modules.auth.routes.v1 import _no_store
-from app.modules.auth.schemas import TokenPair
+from app.modules.auth.schemas import BrowserSession, TokenPair
+from app.modules.auth.transport import TokenTransportDep
 from app.modules.auth.two_factor.schemas import (
     ChallengeCodeIn,
     ChallengeIn,
@@ -66,18 +67,19 @@ async def disable(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/login", response_model=TokenPair, responses=problems(401, 422, 429))
+@router.post("/login", response_model=TokenPair | BrowserSession, responses=problems(401, 422, 429))
 async def second_step(
     body: ChallengeCodeIn,
     two_factor: TwoFactorServiceDep,
     auth: AuthServiceDep,
     response: Response,
-) -> TokenPair:
+    transport: TokenTransportDep,
+) -> TokenPair | BrowserSession:
     """The second step of a sign-in: the challenge the first step answered, and a code from
     the app (each accepted once) or an unused recovery code. Attempts are limited per account."""
     _no_store(response)
     user = await two_factor.complete(body.challenge, body.code)
-    return await auth.sign_in(user)
+    return transport.issue(response, await auth.sign_in(user))
 
 
 @router.post("/enrol/required", response_model=Enrolment, responses=problems(401, 409, 422))
@@ -99,10 +101,12 @@ async def confirm_required(
     two_factor: TwoFactorServiceDep,
     auth: AuthServiceDep,
     response: Response,
+    transport: TokenTransportDep,
 ) -> EnrolledSignIn:
     """Finish the enrolment an administrator's sign-in required: the recovery codes (shown
     once) and, now that a second factor is on, the tokens."""
     _no_store(response)
     user = await two_factor.challenged_user(body.challenge, method="enrol")
     codes = await two_factor.confirm(user.id, body.code)
-    return EnrolledSignIn(recovery_codes=codes, tokens=await auth.sign_in(user))
+    tokens = transport.issue(response, await auth.sign_in(user))
+    return EnrolledSignIn(recovery_codes=codes, tokens=tokens)

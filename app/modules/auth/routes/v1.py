@@ -7,23 +7,26 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from app.core.auth import CurrentPrincipal
+from app.core.auth import SignedInPrincipal
 from app.core.errors import problems
 from app.core.ratelimit import ClientAddress
+from app.modules.auth.api_keys.routes import router as api_keys_router
 from app.modules.auth.dependencies import AuthServiceDep
 from app.modules.auth.mail import AccountMail
 from app.modules.auth.schemas import (
     Accepted,
+    BrowserSession,
     EmailIn,
     PasswordResetIn,
-    RefreshIn,
     RegisterIn,
     TokenIn,
     TokenPair,
 )
+from app.modules.auth.transport import PresentedRefreshTokenDep, TokenTransportDep
 from app.modules.auth.two_factor.schemas import SecondFactorRequired
 
 router = APIRouter()
+router.include_router(api_keys_router, prefix="/api-keys")
 
 EMAIL_SENT = "If the address belongs to an account, an email is on its way."
 REGISTERED = "Check your inbox: the next step is in an email to that address."
@@ -51,7 +54,7 @@ async def register(body: RegisterIn, service: AuthServiceDep, client: ClientAddr
 
 @router.post(
     "/login",
-    response_model=TokenPair | SecondFactorRequired,
+    response_model=TokenPair | BrowserSession | SecondFactorRequired,
     responses=problems(401, 403, 422, 429, 503),
 )
 async def login(
@@ -59,34 +62,56 @@ async def login(
     service: AuthServiceDep,
     client: ClientAddress,
     response: Response,
-) -> TokenPair | SecondFactorRequired:
+    transport: TokenTransportDep,
+) -> TokenPair | BrowserSession | SecondFactorRequired:
     """OAuth2 password flow: `username` is the username or the email address. Attempts are
     limited per client address, and per account (per account and client, and per account from
-    anywhere over a longer window). An account with two-factor sign-in gets a
-    `second_factor_required` challenge instead of tokens (`POST /auth/2fa/login`)."""
+    anywhere over a longer window). The tokens come in the body, in HttpOnly cookies, or both
+    (AUTH_TRANSPORT); an account with two-factor sign-in gets a `second_factor_required`
+    challenge instead (`POST /auth/2fa/login`)."""
     _no_store(response)
-    return await service.login(login=form.username, password=form.password, client=client)
+    signed_in = await service.login(login=form.username, password=form.password, client=client)
+    if isinstance(signed_in, SecondFactorRequired):
+        return signed_in
+    return transport.issue(response, signed_in)
 
 
-@router.post("/refresh", response_model=TokenPair, responses=problems(401, 422))
-async def refresh(body: RefreshIn, service: AuthServiceDep, response: Response) -> TokenPair:
-    """Trade a refresh token for a new pair; the presented one is spent."""
+@router.post(
+    "/refresh", response_model=TokenPair | BrowserSession, responses=problems(401, 403, 422)
+)
+async def refresh(
+    presented: PresentedRefreshTokenDep,
+    service: AuthServiceDep,
+    response: Response,
+    transport: TokenTransportDep,
+) -> TokenPair | BrowserSession:
+    """Trade a refresh token (in the body, or the session cookie with `X-CSRF-Token`) for a new
+    pair, answered the way it came; the presented one is spent."""
     _no_store(response)
-    return await service.refresh(refresh_token=body.refresh_token)
+    pair = await service.refresh(refresh_token=presented.token)
+    return transport.issue(response, pair, cookies_only=presented.from_cookie)
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401))
-async def logout(principal: CurrentPrincipal, service: AuthServiceDep) -> Response:
-    """End this session: its refresh and access tokens stop working."""
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 403))
+async def logout(
+    principal: SignedInPrincipal, service: AuthServiceDep, transport: TokenTransportDep
+) -> Response:
+    """End this session: its refresh and access tokens stop working, its cookies are cleared."""
     await service.logout(user_id=principal.id, session_id=principal.session_id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    transport.clear(response)
+    return response
 
 
-@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401))
-async def logout_all(principal: CurrentPrincipal, service: AuthServiceDep) -> Response:
-    """End every session of the signed-in user."""
+@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 403))
+async def logout_all(
+    principal: SignedInPrincipal, service: AuthServiceDep, transport: TokenTransportDep
+) -> Response:
+    """End every session of the signed-in user (and clear this browser's cookies)."""
     await service.logout_all(user_id=principal.id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    transport.clear(response)
+    return response
 
 
 @router.post("/verify-email", status_code=status.HTTP_204_NO_CONTENT, responses=problems(400, 422))

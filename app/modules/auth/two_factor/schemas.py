@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.modules.auth.schemas import TokenPair
+from app.modules.auth.schemas import BrowserSession, TokenPair
 from app.modules.users import Password
 
 # A 6-digit TOTP code, or a recovery code (dashes and spaces ignored).
@@ -58,7 +58,7 @@ class RecoveryCodes(BaseModel):
 
 
 class EnrolledSignIn(RecoveryCodes):
-    tokens: TokenPair
+    tokens: TokenPair | BrowserSession
 
 
 class TwoFactorStatus(BaseModel):

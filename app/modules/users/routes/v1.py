@@ -7,7 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response, status
 
-from app.core.auth import ActivePrincipal, CurrentPrincipal, require_role
+from app.core.auth import (
+    ActivePrincipal,
+    CurrentPrincipal,
+    SignedInPrincipal,
+    ensure_signed_in,
+    require_role,
+)
 from app.core.db import FilterSpec, ListParams, Page, list_params
 from app.core.errors import problems
 from app.core.ratelimit import ClientAddress
@@ -59,7 +65,7 @@ async def read_me(principal: CurrentPrincipal, reader: UsersReaderDep) -> UserDT
 async def update_me(
     body: UserUpdateMe,
     me: Me,
-    principal: CurrentPrincipal,
+    principal: SignedInPrincipal,
     service: UsersServiceDep,
     client: ClientAddress,
 ) -> UserDTO:
@@ -80,7 +86,7 @@ async def update_me(
 async def delete_me(
     body: AccountDeletion,
     me: Me,
-    principal: CurrentPrincipal,
+    principal: SignedInPrincipal,
     service: UsersServiceDep,
     client: ClientAddress,
 ) -> Response:
@@ -100,7 +106,7 @@ async def delete_me(
 async def change_my_password(
     body: PasswordChange,
     me: Me,
-    principal: CurrentPrincipal,
+    principal: SignedInPrincipal,
     service: UsersServiceDep,
     client: ClientAddress,
 ) -> Response:
@@ -153,6 +159,8 @@ async def update_user(
     last active administrator is refused (409)."""
     data = changes(body)
     current_password = data.pop("current_password", None)
+    if user.id == principal.id and "email" in data:
+        ensure_signed_in(principal)  # your own email is a credential: not with an API key
     updated = await service.update(
         actor=principal, user=user, changes=data, current_password=current_password, client=client
     )
@@ -172,7 +180,10 @@ async def delete_user(
     body: AccountDeletion | None = None,
 ) -> Response:
     """Delete a user (soft delete) and end their sessions; not the last active
-    administrator (409). Deleting your own account this way needs `current_password` too."""
+    administrator (409). Deleting your own account this way needs `current_password` too, and
+    a sign-in (not an API key)."""
+    if user.id == principal.id:
+        ensure_signed_in(principal)
     await service.delete(
         actor=principal,
         user=user,

@@ -1,0 +1,153 @@
+"""How sign-in tokens travel to the client (AUTH_TRANSPORT): in the response body for bearer
+clients, in cookies for browsers, or both.
+
+Browser sessions get three cookies:
+- `refresh_token`: HttpOnly, Secure, SameSite=Lax, Path=<the auth routes>: sent only to
+  refresh and logout, never readable by a script;
+- `access_token`: HttpOnly, Secure, SameSite=Lax, Path=/: core reads it (`app.core.auth`);
+  no script can read it either, so an XSS can use the session while the page is open but
+  cannot carry its tokens away;
+- `csrf_token`: readable (not HttpOnly), signed for the session (`app.core.csrf`); the page
+  sends it back in `X-CSRF-Token` on state-changing requests. It is in the response body too,
+  for a page on another host, which cannot read the API's cookies.
+
+Tokens travel back the way they came: a refresh token presented in a cookie is answered with
+cookies only, never with tokens a script could read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Cookie, Depends, Header, Request, Response
+
+from app.core.auth import ACCESS_COOKIE
+from app.core.config import AuthTransport, Environment, Settings, SettingsDep
+from app.core.csrf import CSRF_COOKIE, CSRF_HEADER, double_submitted, new_csrf_token
+from app.core.errors import Forbidden, Unauthorized
+from app.modules.auth.authenticator import read_access_token
+from app.modules.auth.config import AuthSettings, AuthSettingsDep
+from app.modules.auth.schemas import BrowserSession, RefreshIn, TokenPair
+
+REFRESH_COOKIE = "refresh_token"
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@dataclass(frozen=True, slots=True)
+class TokenTransport:
+    settings: Settings
+    auth_settings: AuthSettings
+    # Where the refresh cookie goes: the folder of the auth routes (login, refresh, logout).
+    auth_path: str
+    secure: bool
+
+    @property
+    def cookies(self) -> bool:
+        return self.settings.auth_transport is not AuthTransport.BEARER
+
+    def issue(
+        self, response: Response, pair: TokenPair, *, cookies_only: bool = False
+    ) -> TokenPair | BrowserSession:
+        """Write a new pair for the configured transport; the body to answer with."""
+        if not self.cookies:
+            return pair
+        claims = read_access_token(
+            pair.access_token, key=self.settings.secret_key, settings=self.auth_settings
+        )
+        if claims is None:  # we signed it a moment ago
+            raise RuntimeError("a freshly issued access token does not verify")
+        csrf = new_csrf_token(self.settings.secret_key, claims.session_id)
+        self._set(response, ACCESS_COOKIE, pair.access_token, "/", pair.expires_in)
+        self._set(
+            response, REFRESH_COOKIE, pair.refresh_token, self.auth_path, pair.refresh_expires_in
+        )
+        self._set(response, CSRF_COOKIE, csrf, "/", pair.refresh_expires_in, http_only=False)
+        if cookies_only or self.settings.auth_transport is AuthTransport.COOKIE:
+            return BrowserSession(
+                expires_in=pair.expires_in,
+                refresh_expires_in=pair.refresh_expires_in,
+                csrf_token=csrf,
+            )
+        return pair.model_copy(update={"csrf_token": csrf})
+
+    def clear(self, response: Response) -> None:
+        """Delete the session cookies (with the attributes they were set with)."""
+        if not self.cookies:
+            return
+        for name, path in (
+            (ACCESS_COOKIE, "/"),
+            (REFRESH_COOKIE, self.auth_path),
+            (CSRF_COOKIE, "/"),
+        ):
+            response.delete_cookie(
+                name,
+                path=path,
+                secure=self.secure,
+                httponly=name != CSRF_COOKIE,
+                samesite="lax",
+            )
+
+    def _set(
+        self, response: Response, name: str, value: str, path: str, max_age: int, *,
+        http_only: bool = True,
+    ) -> None:  # fmt: skip
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path=path,
+            secure=self.secure,
+            httponly=http_only,
+            samesite="lax",
+        )
+
+
+async def get_token_transport(
+    request: Request, settings: SettingsDep, auth_settings: AuthSettingsDep
+) -> TokenTransport:
+    url = request.url
+    # Browsers drop Secure cookies over plain http; relaxed for a developer's own machine only.
+    local_http = url.scheme == "http" and url.hostname in LOCAL_HOSTS
+    # The refresh cookie's path is the folder of the refresh route, wherever the sign-in
+    # happened (password, second factor, social callback).
+    refresh_path = request.app.url_path_for("refresh")
+    return TokenTransport(
+        settings=settings,
+        auth_settings=auth_settings,
+        auth_path=str(refresh_path).rsplit("/", 1)[0] or "/",
+        secure=not (settings.app_env is Environment.DEVELOPMENT and local_http),
+    )
+
+
+TokenTransportDep = Annotated[TokenTransport, Depends(get_token_transport)]
+
+
+@dataclass(frozen=True, slots=True)
+class PresentedRefreshToken:
+    token: str
+    from_cookie: bool
+
+
+async def get_presented_refresh_token(
+    settings: SettingsDep,
+    body: RefreshIn | None = None,
+    refresh_cookie: Annotated[str | None, Cookie(alias=REFRESH_COOKIE)] = None,
+    csrf_cookie: Annotated[str | None, Cookie(alias=CSRF_COOKIE)] = None,
+    csrf_header: Annotated[str | None, Header(alias=CSRF_HEADER)] = None,
+) -> PresentedRefreshToken:
+    """The refresh token from the body (bearer clients) or from its cookie, which, like every
+    cookie-authenticated change, needs the CSRF token in `X-CSRF-Token` (else 403)."""
+    transport = settings.auth_transport
+    if body is not None:
+        if transport is AuthTransport.COOKIE:
+            raise Unauthorized("Refresh tokens travel in the session cookie here")
+        return PresentedRefreshToken(token=body.refresh_token, from_cookie=False)
+    if refresh_cookie and transport is not AuthTransport.BEARER:
+        if not double_submitted(csrf_cookie, csrf_header):
+            raise Forbidden("Missing or wrong CSRF token")
+        return PresentedRefreshToken(token=refresh_cookie, from_cookie=True)
+    raise Unauthorized("No refresh token")
+
+
+PresentedRefreshTokenDep = Annotated[PresentedRefreshToken, Depends(get_presented_refresh_token)]
