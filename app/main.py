@@ -16,12 +16,19 @@ from app.core.auth import Authenticator
 from app.core.cache import CacheService, set_default_cache
 from app.core.config import QueueBroker, Settings, get_settings
 from app.core.db import Database
+from app.core.docs import install_docs
 from app.core.errors import install_error_handlers, install_problem_docs, problems
 from app.core.events import add_events_middleware
 from app.core.events import drain as drain_events
 from app.core.health import LivenessProbeMiddleware
 from app.core.health import router as health_router
-from app.core.http import DOCS_PATHS, BodySizeLimitMiddleware, security_headers
+from app.core.http import (
+    DOCS_PATHS,
+    AllowMiddleware,
+    BodySizeLimitMiddleware,
+    HeadAsGetMiddleware,
+    security_headers,
+)
 from app.core.logging import RequestContextMiddleware, configure_logging
 from app.core.mail import MailService, MailTemplates
 from app.core.modules import DEFAULT_PACKAGES, ModuleSpec, discover_modules
@@ -169,7 +176,7 @@ def create_app(
         version="0.1.0",
         lifespan=_lifespan(settings, modules, module_packages),  # type: ignore[arg-type]
         openapi_url="/openapi.json" if settings.serves_openapi else None,
-        docs_url="/docs" if settings.serves_openapi else None,
+        docs_url=None,  # served from the installed package below: no CDN
         redoc_url=None,
         telemetry=None if settings.telemetry_enabled else _TELEMETRY_OFF,
     )
@@ -180,7 +187,10 @@ def create_app(
     app.include_router(health_router)
     _include_modules(app, modules, settings)
     install_problem_docs(app)
+    if settings.serves_openapi:
+        install_docs(app, openapi_url="/openapi.json")
 
+    app.add_middleware(AllowMiddleware, api=app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -190,6 +200,7 @@ def create_app(
             allow_headers=["*"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Domain events are delivered after the response, still inside the request's context.
     add_events_middleware(app)

@@ -1,20 +1,24 @@
-"""HTTP hardening: the security headers every response carries, and a body size cap."""
+"""HTTP hardening and semantics: the security headers every response carries, a body size cap,
+HEAD for every GET and OPTIONS with `Allow`."""
 
 from __future__ import annotations
 
+import re
+
+from fastapi import FastAPI
+from starlette.responses import Response
+from starlette.routing import Route, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import PayloadTooLarge, problem_response
 
 # An API answer is data: nothing in it may load, run or be framed.
 API_CSP = b"default-src 'none'; frame-ancestors 'none'"
-# The interactive docs (FastAPI's Swagger UI page) load its script and styles from jsDelivr and
-# start it with an inline script; they fetch the schema from this origin.
+# The interactive docs (Swagger UI, served from the installed package: app.core.docs) load
+# their script and styles from this origin and start with an inline script.
 DOCS_CSP = (
-    b"default-src 'none'; script-src https://cdn.jsdelivr.net 'unsafe-inline'; "
-    b"style-src https://cdn.jsdelivr.net 'unsafe-inline'; "
-    b"img-src https://fastapi.tiangolo.com https://cdn.jsdelivr.net data:; "
-    b"connect-src 'self'; frame-ancestors 'none'"
+    b"default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"
 )
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect"})
 CSP = b"content-security-policy"
@@ -35,6 +39,28 @@ def security_headers(*, hsts: bool, docs: bool = False) -> list[tuple[bytes, byt
     headers = [(CSP, DOCS_CSP) if name == CSP and docs else (name, value)
                for name, value in SECURITY_HEADERS]  # fmt: skip
     return [*headers, HSTS] if hsts else headers
+
+
+class HeadAsGetMiddleware:
+    """Every GET route answers HEAD too (RFC 9110, 9.3.2): the same status and headers, no
+    body. FastAPI routes declare GET only, and a HEAD would be a 405."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
 
 
 class BodySizeLimitMiddleware:
@@ -88,3 +114,44 @@ class BodySizeLimitMiddleware:
         error = PayloadTooLarge(f"The request body exceeds {self.max_bytes} bytes.")
         response = problem_response(error.status_code, title=error.title, detail=error.detail)
         await response(scope, receive, send)
+
+
+_METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE"})
+
+
+class AllowMiddleware:
+    """OPTIONS on a path answers which methods it allows (RFC 9110, 9.3.7) with `Allow`. Inside
+    the CORS middleware, when CORS is on: a preflight is answered there first. The methods are
+    read from the API's OpenAPI paths and the app's own routes, once."""
+
+    def __init__(self, app: ASGIApp, *, api: FastAPI) -> None:
+        self.app = app
+        self.api = api
+        self._table: list[tuple[re.Pattern[str], frozenset[str]]] | None = None
+
+    def _allowed(self, path: str) -> set[str]:
+        if self._table is None:
+            table = [
+                (compile_path(template)[0], frozenset(m.upper() for m in item) & _METHODS)
+                for template, item in self.api.openapi().get("paths", {}).items()
+            ]
+            table += [
+                (route.path_regex, frozenset(route.methods))
+                for route in self.api.routes
+                if isinstance(route, Route) and route.methods
+            ]
+            self._table = table
+        return {method for regex, methods in self._table if regex.match(path) for method in methods}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        methods: set[str] = set()
+        if scope["type"] == "http" and scope["method"] == "OPTIONS":
+            methods = self._allowed(scope["path"])
+        if not methods:  # not an OPTIONS, or no route of ours: 404 as for any method
+            await self.app(scope, receive, send)
+            return
+        if "GET" in methods:
+            methods.add("HEAD")  # HeadAsGetMiddleware
+        methods.add("OPTIONS")
+        allow = ", ".join(sorted(methods))
+        await Response(status_code=204, headers={"Allow": allow})(scope, receive, send)
