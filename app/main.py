@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.telemetry import TelemetryConfig
 from starlette.requests import HTTPConnection
 
+from app.core.admin import bind_admin, mount_admin
 from app.core.auth import Authenticator
 from app.core.cache import CacheService, set_default_cache
 from app.core.config import QueueBroker, Settings, get_settings
@@ -36,6 +37,8 @@ from app.core.outbox import OutboxRelay, outbox_middleware
 from app.core.queue import broker
 from app.core.ratelimit import RateLimiter, default_rate_limit
 from app.core.redis import RedisCircuit, create_redis
+from app.core.storage import create_storage
+from app.core.storage.routes import router as storage_router
 from app.core.tenancy import Memberships
 
 API_PREFIX = "/api/v1"
@@ -86,6 +89,7 @@ def _lifespan(
         app.state.redis = redis
         app.state.authenticator = _authenticator(modules, settings, database)
         app.state.memberships = _memberships(modules, settings, database)
+        bind_admin(app, database)
         # One view of whether Redis is up, shared by its users in this process.
         circuit = RedisCircuit(settings.redis_retry_after)
         app.state.cache = CacheService(
@@ -96,6 +100,7 @@ def _lifespan(
         )
         previous_cache = set_default_cache(app.state.cache)
         app.state.rate_limiter = RateLimiter(redis, settings, circuit=circuit)
+        app.state.storage = create_storage(settings)
         app.state.mailer = MailService(settings, MailTemplates.discover(module_packages))
         broker.configure(settings)
         outbox_middleware.configure(
@@ -185,8 +190,10 @@ def create_app(
 
     install_error_handlers(app)
     app.include_router(health_router)
+    app.include_router(storage_router)
     _include_modules(app, modules, settings)
     install_problem_docs(app)
+    mount_admin(app, settings, modules)
     if settings.serves_openapi:
         install_docs(app, openapi_url="/openapi.json")
 

@@ -8,11 +8,14 @@ from typing import Annotated
 from fastapi import Depends, Path
 
 from app.core.auth import ActivePrincipal, CurrentPrincipal
+from app.core.config import SettingsDep
 from app.core.db import DatabaseDep, DBSession
 from app.core.mail import Mailer
 from app.core.ratelimit import RateLimits
+from app.core.storage import StorageDep
 from app.modules.users.config import UsersSettingsDep
 from app.modules.users.models import User
+from app.modules.users.schemas import UserOut
 from app.modules.users.services import UsersReader, UsersService
 
 
@@ -51,3 +54,21 @@ async def get_me(principal: CurrentPrincipal, service: UsersServiceDep) -> User:
 
 
 Me = Annotated[User, Depends(get_me)]
+
+
+class Presenter:
+    """Users as the API shows them: with a download URL of the avatar (STORAGE_URL_TTL)."""
+
+    def __init__(self, storage: StorageDep, settings: SettingsDep) -> None:
+        self.storage = storage
+        self.ttl = settings.storage_url_ttl
+
+    async def __call__(self, user: object) -> UserOut:
+        out = UserOut.model_validate(user, from_attributes=True)
+        if out.avatar_key is None:
+            return out
+        url = await self.storage.url(out.avatar_key, expires_in=self.ttl)
+        return out.model_copy(update={"avatar_url": url})
+
+
+Present = Annotated[Presenter, Depends()]
