@@ -211,7 +211,9 @@ def mount_admin(app: FastAPI, settings: Settings, modules: Iterable[ModuleSpec])
     )
     for spec in modules:
         for view in spec.admin_views:
-            admin.add_view(view)
+            # sqladmin sets the session maker on the view class: a subclass per app keeps two
+            # apps in one process (the tests) from sharing it.
+            admin.add_view(type(view.__name__, (view,), {}))
     app.state.admin = admin
     return admin
 

@@ -56,7 +56,7 @@ def test_jwt_round_trip_and_rejections() -> None:
     )
     with pytest.raises(InvalidToken):
         decode_jwt(expired, key=KEY, issuer="iss", audience="aud")
-    unsigned = jwt.encode({"sub": "42", "iss": "iss", "aud": "aud"}, None, algorithm="none")
+    unsigned = jwt.encode({"sub": "42", "iss": "iss", "aud": "aud"}, "", algorithm="none")
     with pytest.raises(InvalidToken):
         decode_jwt(unsigned, key=KEY, issuer="iss", audience="aud")
     no_jti = jwt.encode(

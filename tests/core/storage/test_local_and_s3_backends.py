@@ -11,7 +11,10 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from app.cli import cli
+from app.core.config import get_settings
 from app.core.errors import PayloadTooLarge
 from app.core.storage import (
     DownloadLinks,
@@ -108,3 +111,33 @@ async def test_an_s3_download_url_is_presigned_and_serves_the_file(s3_endpoint: 
         assert response.status_code == 200
         assert response.content == data
         assert response.headers["content-type"] == "image/png"
+
+
+def test_storage_init_creates_the_bucket_or_the_folder(
+    s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = f"init-{uuid.uuid4().hex[:12]}"
+    environment = {
+        "STORAGE_BACKEND": "s3",
+        "S3_BUCKET": bucket,
+        "S3_ENDPOINT_URL": s3_endpoint,
+        "S3_REGION": "us-east-1",
+        "S3_ACCESS_KEY_ID": "testing",
+        "S3_SECRET_ACCESS_KEY": "testing",
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["storage", "init"])
+        assert result.exit_code == 0, result.output
+        assert f"bucket {bucket} ready" in result.output
+        assert httpx.head(f"{s3_endpoint}/{bucket}").status_code == 200
+        monkeypatch.setenv("STORAGE_BACKEND", "local")
+        monkeypatch.setenv("DATA_DIR", str(tmp_path))
+        get_settings.cache_clear()
+        result = CliRunner().invoke(cli, ["storage", "init"])
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / "files").is_dir()
+    finally:
+        get_settings.cache_clear()
