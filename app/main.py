@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.telemetry import TelemetryConfig
 from starlette.requests import HTTPConnection
 
-from app.core.admin import bind_admin, mount_admin
+from app.core.admin import ADMIN_URL, bind_admin, mount_admin
 from app.core.auth import Authenticator
 from app.core.cache import CacheService, set_default_cache
 from app.core.config import QueueBroker, Settings, get_settings
@@ -218,6 +218,11 @@ def create_app(
         RequestContextMiddleware,
         response_headers=security_headers(hsts=hsts),
         page_headers={path: security_headers(hsts=hsts, docs=True) for path in DOCS_PATHS},
+        prefix_headers=(
+            {ADMIN_URL + "/": security_headers(hsts=hsts, admin=True)}
+            if settings.serves_admin
+            else None
+        ),
     )
     # Outermost: liveness probes are answered before everything else.
     app.add_middleware(

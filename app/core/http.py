@@ -21,23 +21,36 @@ DOCS_CSP = (
     b"img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"
 )
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect"})
+# The admin panel's pages (sqladmin) run their own scripts and styles, and post forms to this
+# origin, which must be named in `Origin` (app.core.admin's same-origin check): no
+# `no-referrer` there, which makes browsers send `Origin: null`.
+ADMIN_CSP = (
+    b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' data:; font-src 'self' data:; form-action 'self'; frame-ancestors 'none'"
+)
+REFERRER_POLICY = b"referrer-policy"
 CSP = b"content-security-policy"
 
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (CSP, API_CSP),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    (REFERRER_POLICY, b"no-referrer"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"permissions-policy", b"geolocation=(), microphone=(), camera=()"),
 )
 HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
 
-def security_headers(*, hsts: bool, docs: bool = False) -> list[tuple[bytes, bytes]]:
-    """The headers every response carries; `docs`: those of the interactive docs page."""
-    headers = [(CSP, DOCS_CSP) if name == CSP and docs else (name, value)
-               for name, value in SECURITY_HEADERS]  # fmt: skip
+def security_headers(
+    *, hsts: bool, docs: bool = False, admin: bool = False
+) -> list[tuple[bytes, bytes]]:
+    """The headers every response carries; `docs`: those of the interactive docs page;
+    `admin`: those of the admin panel's pages."""
+    overrides = {CSP: DOCS_CSP} if docs else {}
+    if admin:
+        overrides = {CSP: ADMIN_CSP, REFERRER_POLICY: b"same-origin"}
+    headers = [(name, overrides.get(name, value)) for name, value in SECURITY_HEADERS]
     return [*headers, HSTS] if hsts else headers
 
 
