@@ -25,9 +25,8 @@ from app.core.health import LivenessProbeMiddleware
 from app.core.health import router as health_router
 from app.core.http import (
     DOCS_PATHS,
-    AllowMiddleware,
     BodySizeLimitMiddleware,
-    HeadAsGetMiddleware,
+    HttpMethodsMiddleware,
     security_headers,
 )
 from app.core.logging import RequestContextMiddleware, configure_logging
@@ -197,7 +196,7 @@ def create_app(
     if settings.serves_openapi:
         install_docs(app, openapi_url="/openapi.json")
 
-    app.add_middleware(AllowMiddleware, api=app)
+    app.add_middleware(HttpMethodsMiddleware, api=app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -207,7 +206,6 @@ def create_app(
             allow_headers=["*"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
-    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Domain events are delivered after the response, still inside the request's context.
     add_events_middleware(app)

@@ -54,28 +54,6 @@ def security_headers(
     return [*headers, HSTS] if hsts else headers
 
 
-class HeadAsGetMiddleware:
-    """Every GET route answers HEAD too (RFC 9110, 9.3.2): the same status and headers, no
-    body. FastAPI routes declare GET only, and a HEAD would be a 405."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "HEAD":
-            await self.app(scope, receive, send)
-            return
-
-        async def headers_only(message: Message) -> None:
-            if message["type"] == "http.response.body":
-                if message.get("more_body", False):
-                    return
-                message = {"type": "http.response.body", "body": b"", "more_body": False}
-            await send(message)
-
-        await self.app({**scope, "method": "GET"}, receive, headers_only)
-
-
 class BodySizeLimitMiddleware:
     """Rejects bodies over `max_bytes` with 413, by Content-Length or while streaming."""
 
@@ -132,10 +110,13 @@ class BodySizeLimitMiddleware:
 _METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE"})
 
 
-class AllowMiddleware:
-    """OPTIONS on a path answers which methods it allows (RFC 9110, 9.3.7) with `Allow`. Inside
-    the CORS middleware, when CORS is on: a preflight is answered there first. The methods are
-    read from the API's OpenAPI paths and the app's own routes, once."""
+class HttpMethodsMiddleware:
+    """RFC 9110 on every route: a GET route answers HEAD too (9.3.2: the same status and
+    headers, no body; FastAPI routes declare GET only, and HEAD would be a 405), and OPTIONS on
+    a path answers 204 with the methods it allows in `Allow` (9.3.7). Inside the CORS
+    middleware when CORS is on: a preflight is answered there first. The methods are read once
+    from the API's OpenAPI paths and the app's own routes. One layer for both: every request
+    passes through it."""
 
     def __init__(self, app: ASGIApp, *, api: FastAPI) -> None:
         self.app = app
@@ -157,14 +138,26 @@ class AllowMiddleware:
         return {method for regex, methods in self._table if regex.match(path) for method in methods}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        methods: set[str] = set()
-        if scope["type"] == "http" and scope["method"] == "OPTIONS":
-            methods = self._allowed(scope["path"])
+        method = scope["method"] if scope["type"] == "http" else None
+        if method == "HEAD":
+            await self._head(scope, receive, send)
+            return
+        methods = self._allowed(scope["path"]) if method == "OPTIONS" else None
         if not methods:  # not an OPTIONS, or no route of ours: 404 as for any method
             await self.app(scope, receive, send)
             return
         if "GET" in methods:
-            methods.add("HEAD")  # HeadAsGetMiddleware
+            methods.add("HEAD")
         methods.add("OPTIONS")
         allow = ", ".join(sorted(methods))
         await Response(status_code=204, headers={"Allow": allow})(scope, receive, send)
+
+    async def _head(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)

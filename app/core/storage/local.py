@@ -9,7 +9,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 
 import anyio
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadData, URLSafeSerializer
 
 from app.core.errors import Forbidden
 from app.core.storage.base import CHUNK_BYTES, FileMissing, Storage, capped, check_key
@@ -30,7 +30,7 @@ class DownloadLinks:
         """The key a token names; 403 when it is forged, altered or expired."""
         try:
             key, expires_at = self._serializer.loads(token)
-        except (BadSignature, ValueError, TypeError):
+        except (BadData, ValueError, TypeError):
             raise Forbidden("This download link is not valid") from None
         if not isinstance(expires_at, int) or expires_at <= time.time():
             raise Forbidden("This download link has expired")
