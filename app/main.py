@@ -136,6 +136,7 @@ def _lifespan(
                 broker.dependency_overrides.pop(Request, None)
                 broker.dependency_overrides.pop(HTTPConnection, None)
             set_default_cache(previous_cache)
+            await app.state.storage.aclose()
             await redis.aclose()
             await database.dispose()
 

@@ -81,6 +81,9 @@ class Storage(ABC):
     async def url(self, key: str, *, expires_in: int) -> str:
         """A download URL that stops working after `expires_in` seconds."""
 
+    async def aclose(self) -> None:  # noqa: B027 - a backend with nothing to release keeps it
+        """Release what the backend holds open (connections); the app's shutdown calls it."""
+
 
 async def store_upload(
     storage: Storage,

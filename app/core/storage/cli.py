@@ -17,7 +17,14 @@ def init() -> None:
     """Create the S3 bucket (STORAGE_BACKEND=s3) or the local folder, if missing."""
     storage = create_storage(get_settings())
     if isinstance(storage, S3Storage):
-        asyncio.run(storage.create_bucket())
+
+        async def create(s3: S3Storage) -> None:
+            try:
+                await s3.create_bucket()
+            finally:
+                await s3.aclose()
+
+        asyncio.run(create(storage))
         typer.echo(f"bucket {storage.bucket} ready")
     elif isinstance(storage, LocalStorage):
         storage.root.mkdir(parents=True, exist_ok=True)

@@ -47,27 +47,34 @@ def s3_storage(endpoint: str, bucket: str) -> S3Storage:
     )
 
 
+@pytest.fixture(scope="session")
+async def s3(s3_endpoint: str) -> AsyncIterator[S3Storage]:
+    """One bucket and client for this module's tests (each uses keys of its own, or none)."""
+    storage = s3_storage(s3_endpoint, f"test-{uuid.uuid4().hex[:12]}")
+    await storage.create_bucket()
+    await storage.create_bucket()  # a second time is no error
+    yield storage
+    await storage.aclose()
+
+
 @pytest.fixture(params=["local", "s3"])
-async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
     if request.param == "local":
         return LocalStorage(tmp_path / "files", links=DownloadLinks(TEST_SECRET))
-    s3 = s3_storage(request.getfixturevalue("s3_endpoint"), f"test-{uuid.uuid4().hex[:12]}")
-    await s3.create_bucket()
-    await s3.create_bucket()  # a second time is no error
+    s3: S3Storage = request.getfixturevalue("s3")
     return s3
 
 
 async def test_a_saved_file_reads_back_and_is_gone_once_deleted(storage: Storage) -> None:
+    key = f"avatars/{uuid.uuid4().hex}.png"
     data = png(padding=200_000)
-    size = await storage.save(
-        "avatars/one.png", chunks_of(data), content_type="image/png", max_bytes=len(data)
-    )
+    size = await storage.save(key, chunks_of(data), content_type="image/png", max_bytes=len(data))
     assert size == len(data)
-    assert await read_all(storage, "avatars/one.png") == data
-    await storage.delete("avatars/one.png")
-    await storage.delete("avatars/one.png")  # already gone: no error
+    assert await read_all(storage, key) == data
+    await storage.delete(key)
+    await storage.delete(key)  # already gone: no error
     with pytest.raises(FileMissing):
-        await read_all(storage, "avatars/one.png")
+        await read_all(storage, key)
 
 
 async def test_a_file_over_its_limit_is_refused_and_nothing_is_kept(storage: Storage) -> None:
@@ -95,9 +102,9 @@ async def test_a_key_the_app_would_not_make_is_refused(storage: Storage, key: st
         await storage.url(key, expires_in=60)
 
 
-async def test_an_s3_download_url_is_presigned_and_serves_the_file(s3_endpoint: str) -> None:
-    s3 = s3_storage(s3_endpoint, f"test-{uuid.uuid4().hex[:12]}")
-    await s3.create_bucket()
+async def test_an_s3_download_url_is_presigned_and_serves_the_file(
+    s3_endpoint: str, s3: S3Storage
+) -> None:
     data = png()
     await s3.save("avatars/a.png", chunks_of(data), content_type="image/png", max_bytes=10_000)
     url = await s3.url("avatars/a.png", expires_in=60)
