@@ -5,14 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, Path
+from fastapi import Depends, Path, Request
 
 from app.core.auth import ActivePrincipal, CurrentPrincipal
-from app.core.config import SettingsDep
 from app.core.db import DatabaseDep, DBSession
 from app.core.mail import Mailer
 from app.core.ratelimit import RateLimits
-from app.core.storage import StorageDep
+from app.core.storage import Storage
 from app.modules.users.config import UsersSettingsDep
 from app.modules.users.models import User
 from app.modules.users.schemas import UserOut
@@ -57,11 +56,12 @@ Me = Annotated[User, Depends(get_me)]
 
 
 class Presenter:
-    """Users as the API shows them: with a download URL of the avatar (STORAGE_URL_TTL)."""
+    """Users as the API shows them: with a download URL of the avatar (STORAGE_URL_TTL).
+    Takes the request only: one dependency node on the hot lookup, not three."""
 
-    def __init__(self, storage: StorageDep, settings: SettingsDep) -> None:
-        self.storage = storage
-        self.ttl = settings.storage_url_ttl
+    def __init__(self, request: Request) -> None:
+        self.storage: Storage = request.app.state.storage
+        self.ttl: int = request.app.state.settings.storage_url_ttl
 
     async def __call__(self, user: object) -> UserOut:
         out = UserOut.model_validate(user, from_attributes=True)
