@@ -190,8 +190,9 @@ def create_app(
 
     install_error_handlers(app)
     app.include_router(health_router)
-    app.include_router(storage_router)
     _include_modules(app, modules, settings)
+    # After the modules: a request tries every route included before its own.
+    app.include_router(storage_router)
     install_problem_docs(app)
     mount_admin(app, settings, modules)
     if settings.serves_openapi:

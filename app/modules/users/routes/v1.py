@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, UploadFile, status
+from fastapi import APIRouter, Depends, Request, Response, UploadFile, status
 
 from app.core.auth import ActivePrincipal, CurrentPrincipal, require_role
 from app.core.db import FilterSpec, ListParams, Page, list_params
@@ -14,16 +14,17 @@ from app.core.ratelimit import ClientAddress
 from app.core.storage import StorageDep
 from app.modules.users.dependencies import (
     Me,
-    Present,
     UserById,
     UserIdPath,
     UsersReaderDep,
     UsersServiceDep,
+    present,
 )
 from app.modules.users.models import Role
 from app.modules.users.schemas import (
     AccountDeletion,
     PasswordChange,
+    UserDTO,
     UserOut,
     UserUpdate,
     UserUpdateMe,
@@ -53,9 +54,9 @@ UserListParams = Annotated[
 
 
 @router.get("/me", response_model=UserOut, responses=problems(401, 404))
-async def read_me(principal: CurrentPrincipal, reader: UsersReaderDep, present: Present) -> UserOut:
+async def read_me(principal: CurrentPrincipal, reader: UsersReaderDep, request: Request) -> UserDTO:
     """The signed-in user."""
-    return await present(await reader.view(actor=principal, user_id=principal.id))
+    return await present(request, await reader.view(actor=principal, user_id=principal.id))
 
 
 @router.patch("/me", response_model=UserOut, responses=problems(401, 403, 409, 422))
@@ -65,8 +66,8 @@ async def update_me(
     principal: CurrentPrincipal,
     service: UsersServiceDep,
     client: ClientAddress,
-    present: Present,
-) -> UserOut:
+    request: Request,
+) -> UserDTO:
     """Change your username or email (a new email must be verified again, and the old one is
     told). Changing the email needs `current_password`: 422 when it is missing, 403 when it is
     wrong, 429 when the account's password attempts are spent."""
@@ -75,7 +76,7 @@ async def update_me(
     user = await service.update(
         actor=principal, user=me, changes=data, current_password=current_password, client=client
     )
-    return await present(user)
+    return await present(request, user)
 
 
 @router.delete(
@@ -122,20 +123,20 @@ async def change_my_password(
 
 @router.put("/me/avatar", response_model=UserOut, responses=problems(401, 413, 415, 422))
 async def set_my_avatar(
-    file: UploadFile, me: Me, service: UsersServiceDep, storage: StorageDep, present: Present
-) -> UserOut:
+    file: UploadFile, me: Me, service: UsersServiceDep, storage: StorageDep, request: Request
+) -> UserDTO:
     """Upload your avatar (multipart field `file`): a PNG, JPEG, GIF or WebP image, told by
     its content (415 otherwise; the file's name and declared type are ignored), at most
     USERS_AVATAR_MAX_BYTES (413). The response's `avatar_url` downloads it for a while."""
-    return await present(await service.set_avatar(user=me, upload=file, storage=storage))
+    return await present(request, await service.set_avatar(user=me, upload=file, storage=storage))
 
 
 @router.delete("/me/avatar", response_model=UserOut, responses=problems(401))
 async def delete_my_avatar(
-    me: Me, service: UsersServiceDep, storage: StorageDep, present: Present
-) -> UserOut:
+    me: Me, service: UsersServiceDep, storage: StorageDep, request: Request
+) -> UserDTO:
     """Remove your avatar; its file is deleted."""
-    return await present(await service.remove_avatar(user=me, storage=storage))
+    return await present(request, await service.remove_avatar(user=me, storage=storage))
 
 
 @router.get(
@@ -145,19 +146,24 @@ async def delete_my_avatar(
     dependencies=[Depends(require_role(Role.ADMIN))],
 )
 async def list_users(
-    principal: ActivePrincipal, params: UserListParams, service: UsersServiceDep, present: Present
+    principal: ActivePrincipal, params: UserListParams, service: UsersServiceDep, request: Request
 ) -> Page[UserOut]:
     """Administrators: list users with sort, filters and pages."""
     users, total = await service.list(actor=principal, params=params)
-    return Page[UserOut].build([await present(user) for user in users], total=total, params=params)
+    items = [await present(request, user) for user in users]
+    return Page[UserOut].build(
+        [UserOut.model_validate(item, from_attributes=True) for item in items],
+        total=total,
+        params=params,
+    )
 
 
 @router.get("/{user_id}", response_model=UserOut, responses=problems(401, 403, 404, 422))
 async def read_user(
-    user_id: UserIdPath, principal: ActivePrincipal, reader: UsersReaderDep, present: Present
-) -> UserOut:
+    user_id: UserIdPath, principal: ActivePrincipal, reader: UsersReaderDep, request: Request
+) -> UserDTO:
     """A user, for administrators or the user themselves."""
-    return await present(await reader.view(actor=principal, user_id=user_id))
+    return await present(request, await reader.view(actor=principal, user_id=user_id))
 
 
 @router.patch("/{user_id}", response_model=UserOut, responses=problems(401, 403, 404, 409, 422))
@@ -167,8 +173,8 @@ async def update_user(
     principal: ActivePrincipal,
     service: UsersServiceDep,
     client: ClientAddress,
-    present: Present,
-) -> UserOut:
+    request: Request,
+) -> UserDTO:
     """Change a user (role, activation and verification: administrators only). Changing your
     own email needs `current_password` (422 missing, 403 wrong); demoting or deactivating the
     last active administrator is refused (409)."""
@@ -177,7 +183,7 @@ async def update_user(
     updated = await service.update(
         actor=principal, user=user, changes=data, current_password=current_password, client=client
     )
-    return await present(updated)
+    return await present(request, updated)
 
 
 @router.delete(
