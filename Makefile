@@ -71,15 +71,20 @@ test: install ## lint, types, import contracts and the tests, run side by side
 unit: install ## the tests (two xdist workers) with branch coverage; fails under 90 % of app/
 	$(BIN)/pytest -n 2 --dist loadgroup -m "not e2e" --cov --cov-report=term-missing:skip-covered
 
-e2e: install e2e-tools ## end to end: real processes (outbox faults, replicas behind HAProxy, schedulers, workers), the generator on a project copy, a benchmark smoke (CI runs it)
+e2e: install e2e-tools ## end to end: real processes (outbox faults, replicas behind HAProxy, schedulers, workers), the generator on a project copy, /docs and /admin in Chromium, a benchmark smoke (CI runs it)
 	$(BIN)/pytest -n 2 --dist loadgroup -m e2e
 
-# The replica tests put HAProxy (Debian's package) in front of two servers.
+# The replica tests put HAProxy (Debian's package) in front of two servers; the browser test
+# drives Debian's Chromium with Playwright (which never downloads a browser of its own here).
 e2e-tools:
 	@command -v haproxy >/dev/null || test -x /usr/sbin/haproxy || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy; \
 	  else echo "make e2e needs HAProxy: sudo apt-get install haproxy (macOS: brew install haproxy)" >&2; exit 1; fi; }
+	@command -v chromium >/dev/null || test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	  else echo "make e2e needs Chromium: sudo apt-get install chromium chromium-driver" >&2; exit 1; fi; }
 
 migrate: install ## apply migrations (alembic upgrade head)
 	$(BIN)/app migrate upgrade head

@@ -14,11 +14,13 @@ import typer
 from app.core.config import Environment, Settings, SettingsError, get_settings, load_settings
 from app.core.metrics import multiprocess_directory
 from app.core.outbox.cli import cli as outbox_cli
+from app.core.storage.cli import cli as storage_cli
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 migrate_cli = typer.Typer(no_args_is_help=True, help="Database migrations (Alembic).")
 cli.add_typer(migrate_cli, name="migrate")
 cli.add_typer(outbox_cli, name="outbox")
+cli.add_typer(storage_cli, name="storage")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

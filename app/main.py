@@ -14,16 +14,23 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.requests import HTTPConnection
 
 from app.core import metrics
+from app.core.admin import ADMIN_URL, bind_admin, mount_admin
 from app.core.auth import Authenticator, install_credential_docs
 from app.core.cache import CacheService, set_default_cache
 from app.core.config import QueueBroker, Settings, get_settings
 from app.core.db import Database
+from app.core.docs import install_docs
 from app.core.errors import install_error_handlers, install_problem_docs, problems
 from app.core.events import add_events_middleware
 from app.core.events import drain as drain_events
 from app.core.health import LivenessProbeMiddleware
 from app.core.health import router as health_router
-from app.core.http import DOCS_PATHS, BodySizeLimitMiddleware, security_headers
+from app.core.http import (
+    DOCS_PATHS,
+    BodySizeLimitMiddleware,
+    HttpMethodsMiddleware,
+    security_headers,
+)
 from app.core.logging import RequestContextMiddleware, configure_logging
 from app.core.mail import MailService, MailTemplates
 from app.core.modules import DEFAULT_PACKAGES, ModuleSpec, discover_modules
@@ -32,6 +39,8 @@ from app.core.queue import broker
 from app.core.ratelimit import RateLimiter, default_rate_limit
 from app.core.redis import RedisCircuit, create_redis
 from app.core.sentry import configure_sentry
+from app.core.storage import create_storage
+from app.core.storage.routes import router as storage_router
 from app.core.tenancy import Memberships
 from app.core.tracing import configure_tracing, export_configured, trace_database
 
@@ -85,6 +94,7 @@ def _lifespan(
         app.state.redis = redis
         app.state.authenticator = _authenticator(modules, settings, database)
         app.state.memberships = _memberships(modules, settings, database)
+        bind_admin(app, database)
         # One view of whether Redis is up, shared by its users in this process.
         circuit = RedisCircuit(settings.redis_retry_after)
         app.state.cache = CacheService(
@@ -95,6 +105,7 @@ def _lifespan(
         )
         previous_cache = set_default_cache(app.state.cache)
         app.state.rate_limiter = RateLimiter(redis, settings, circuit=circuit)
+        app.state.storage = create_storage(settings)
         app.state.mailer = MailService(settings, MailTemplates.discover(module_packages))
         broker.configure(settings)
         outbox_middleware.configure(
@@ -134,6 +145,7 @@ def _lifespan(
                 broker.dependency_overrides.pop(Request, None)
                 broker.dependency_overrides.pop(HTTPConnection, None)
             set_default_cache(previous_cache)
+            await app.state.storage.aclose()
             await redis.aclose()
             await database.dispose()
 
@@ -189,7 +201,7 @@ def create_app(
         version="0.1.0",
         lifespan=_lifespan(settings, modules, module_packages),  # type: ignore[arg-type]
         openapi_url="/openapi.json" if settings.serves_openapi else None,
-        docs_url="/docs" if settings.serves_openapi else None,
+        docs_url=None,  # served from the installed package below: no CDN
         redoc_url=None,
         telemetry=_TELEMETRY_ON if traced else _TELEMETRY_OFF,
     )
@@ -201,9 +213,15 @@ def create_app(
     if settings.metrics_enabled:
         app.include_router(metrics.router)
     _include_modules(app, modules, settings)
+    # After the modules: a request tries every route included before its own.
+    app.include_router(storage_router)
     install_problem_docs(app)
     install_credential_docs(app)
+    mount_admin(app, settings, modules)
+    if settings.serves_openapi:
+        install_docs(app, openapi_url="/openapi.json")
 
+    app.add_middleware(HttpMethodsMiddleware, api=app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -226,6 +244,11 @@ def create_app(
         RequestContextMiddleware,
         response_headers=security_headers(hsts=hsts),
         page_headers={path: security_headers(hsts=hsts, docs=True) for path in DOCS_PATHS},
+        prefix_headers=(
+            {ADMIN_URL + "/": security_headers(hsts=hsts, admin=True)}
+            if settings.serves_admin
+            else None
+        ),
     )
     # Outermost: liveness probes are answered before everything else.
     app.add_middleware(

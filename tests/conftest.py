@@ -37,6 +37,8 @@ from tests.support import (
 TEST_DATABASE = "app_test"
 _CATCHERS: dict[int, CatchingHandler] = {}
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
+# The run's own DATA_DIR (stored files): two runs at once never share it.
+RUN_DATA_DIR = PROJECT_ROOT / ".data" / "test" / f"run-{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ def services() -> Iterator[Services]:
             shutil.rmtree(embedded_redis.data_dir, ignore_errors=True)
         if not os.environ.get("TEST_DATABASE_URL"):
             _drop_database(database_url)
+        shutil.rmtree(RUN_DATA_DIR, ignore_errors=True)
 
 
 def make_settings(services: Services, **overrides: Any) -> Settings:
@@ -120,9 +123,22 @@ def make_settings(services: Services, **overrides: Any) -> Settings:
         # Tests that fake a Redis outage leave no circuit open for the next test (the fault
         # tests set their own).
         "redis_retry_after": 0,
+        "data_dir": str(RUN_DATA_DIR),
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-protocol server (moto's) on loopback, in a thread of this process."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
 
 
 @pytest.fixture(scope="session")

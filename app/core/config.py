@@ -41,6 +41,11 @@ class QueueBroker(enum.StrEnum):
     REDIS = "redis"  # Redis streams with acknowledged delivery
 
 
+class StorageBackend(enum.StrEnum):
+    LOCAL = "local"  # files under DATA_DIR/files, downloads through the app's signed URLs
+    S3 = "s3"  # an S3-compatible bucket (AWS S3, MinIO ...), downloads through presigned URLs
+
+
 class SettingsError(Exception):
     """Raised when the environment holds a value the application cannot start with."""
 
@@ -100,6 +105,22 @@ class Settings(AppSettings):
 
     # /openapi.json and /docs: served in development; in production only when set.
     openapi_in_production: bool = False
+    # The admin panel at /admin: on outside production; in production only when set to true.
+    admin_enabled: bool | None = None
+
+    # --- file storage (app.core.storage) ---
+    storage_backend: StorageBackend = StorageBackend.LOCAL
+    # How long a download URL (signed or presigned) works, in seconds.
+    storage_url_ttl: int = Field(default=3600, ge=1, le=7 * 86_400)
+    s3_bucket: str | None = None
+    # Empty: AWS itself; else the S3-compatible server's URL (http://127.0.0.1:9000 for MinIO).
+    s3_endpoint_url: str | None = None
+    # The host presigned URLs name, when browsers reach the store elsewhere than the app does.
+    s3_public_endpoint_url: str | None = None
+    s3_region: str | None = None
+    # Empty: the usual AWS credential chain (instance role, AWS_* variables, profile).
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
 
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.AUTO
@@ -168,6 +189,20 @@ class Settings(AppSettings):
     def _csv_list(cls, value: Any) -> Any:
         return _split_csv(value)
 
+    @field_validator(
+        "admin_enabled",
+        "s3_bucket",
+        "s3_endpoint_url",
+        "s3_public_endpoint_url",
+        "s3_region",
+        "s3_access_key_id",
+        "s3_secret_access_key",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -222,6 +257,8 @@ class Settings(AppSettings):
                     "RATE_LIMIT_ENABLED=false leaves sign-in open to guessing; in production "
                     "set RATE_LIMIT_DISABLED_IN_PRODUCTION=true as well to mean it"
                 )
+        if self.storage_backend is StorageBackend.S3 and not self.s3_bucket:
+            raise ValueError("STORAGE_BACKEND=s3 needs S3_BUCKET")
         if self.outbox_requeue_after <= self.queue_redelivery_timeout:
             raise ValueError(
                 "OUTBOX_REQUEUE_AFTER must be longer than QUEUE_REDELIVERY_TIMEOUT: a task the "
@@ -241,6 +278,12 @@ class Settings(AppSettings):
     @property
     def serves_openapi(self) -> bool:
         return not self.is_production or self.openapi_in_production
+
+    @property
+    def serves_admin(self) -> bool:
+        if self.admin_enabled is None:
+            return not self.is_production
+        return self.admin_enabled
 
     @property
     def json_logs(self) -> bool:

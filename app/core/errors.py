@@ -30,6 +30,7 @@ PROBLEM_DESCRIPTIONS = {
     404: "Not found",
     409: "Conflict with an existing resource",
     413: "Request body too large",
+    415: "Unsupported media type",
     422: "Invalid input",
     429: "Too many requests",
     503: "A backing service is unavailable",
@@ -97,6 +98,11 @@ class ValidationFailed(AppError):
 class PayloadTooLarge(AppError):
     status_code = 413
     title = "Payload Too Large"
+
+
+class UnsupportedMediaType(AppError):
+    status_code = 415
+    title = "Unsupported Media Type"
 
 
 class RateLimited(AppError):

@@ -1,39 +1,56 @@
-"""HTTP hardening: the security headers every response carries, and a body size cap."""
+"""HTTP hardening and semantics: the security headers every response carries, a body size cap,
+HEAD for every GET and OPTIONS with `Allow`."""
 
 from __future__ import annotations
 
+import re
+
+from fastapi import FastAPI
+from starlette.responses import Response
+from starlette.routing import Route, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import PayloadTooLarge, problem_response
 
 # An API answer is data: nothing in it may load, run or be framed.
 API_CSP = b"default-src 'none'; frame-ancestors 'none'"
-# The interactive docs (FastAPI's Swagger UI page) load its script and styles from jsDelivr and
-# start it with an inline script; they fetch the schema from this origin.
+# The interactive docs (Swagger UI, served from the installed package: app.core.docs) load
+# their script and styles from this origin and start with an inline script.
 DOCS_CSP = (
-    b"default-src 'none'; script-src https://cdn.jsdelivr.net 'unsafe-inline'; "
-    b"style-src https://cdn.jsdelivr.net 'unsafe-inline'; "
-    b"img-src https://fastapi.tiangolo.com https://cdn.jsdelivr.net data:; "
-    b"connect-src 'self'; frame-ancestors 'none'"
+    b"default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"
 )
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect"})
+# The admin panel's pages (sqladmin) run their own scripts and styles, and post forms to this
+# origin, which must be named in `Origin` (app.core.admin's same-origin check): no
+# `no-referrer` there, which makes browsers send `Origin: null`.
+ADMIN_CSP = (
+    b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' data:; font-src 'self' data:; form-action 'self'; frame-ancestors 'none'"
+)
+REFERRER_POLICY = b"referrer-policy"
 CSP = b"content-security-policy"
 
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (CSP, API_CSP),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    (REFERRER_POLICY, b"no-referrer"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"permissions-policy", b"geolocation=(), microphone=(), camera=()"),
 )
 HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
 
-def security_headers(*, hsts: bool, docs: bool = False) -> list[tuple[bytes, bytes]]:
-    """The headers every response carries; `docs`: those of the interactive docs page."""
-    headers = [(CSP, DOCS_CSP) if name == CSP and docs else (name, value)
-               for name, value in SECURITY_HEADERS]  # fmt: skip
+def security_headers(
+    *, hsts: bool, docs: bool = False, admin: bool = False
+) -> list[tuple[bytes, bytes]]:
+    """The headers every response carries; `docs`: those of the interactive docs page;
+    `admin`: those of the admin panel's pages."""
+    overrides = {CSP: DOCS_CSP} if docs else {}
+    if admin:
+        overrides = {CSP: ADMIN_CSP, REFERRER_POLICY: b"same-origin"}
+    headers = [(name, overrides.get(name, value)) for name, value in SECURITY_HEADERS]
     return [*headers, HSTS] if hsts else headers
 
 
@@ -88,3 +105,59 @@ class BodySizeLimitMiddleware:
         error = PayloadTooLarge(f"The request body exceeds {self.max_bytes} bytes.")
         response = problem_response(error.status_code, title=error.title, detail=error.detail)
         await response(scope, receive, send)
+
+
+_METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE"})
+
+
+class HttpMethodsMiddleware:
+    """RFC 9110 on every route: a GET route answers HEAD too (9.3.2: the same status and
+    headers, no body; FastAPI routes declare GET only, and HEAD would be a 405), and OPTIONS on
+    a path answers 204 with the methods it allows in `Allow` (9.3.7). Inside the CORS
+    middleware when CORS is on: a preflight is answered there first. The methods are read once
+    from the API's OpenAPI paths and the app's own routes. One layer for both: every request
+    passes through it."""
+
+    def __init__(self, app: ASGIApp, *, api: FastAPI) -> None:
+        self.app = app
+        self.api = api
+        self._table: list[tuple[re.Pattern[str], frozenset[str]]] | None = None
+
+    def _allowed(self, path: str) -> set[str]:
+        if self._table is None:
+            table = [
+                (compile_path(template)[0], frozenset(m.upper() for m in item) & _METHODS)
+                for template, item in self.api.openapi().get("paths", {}).items()
+            ]
+            table += [
+                (route.path_regex, frozenset(route.methods))
+                for route in self.api.routes
+                if isinstance(route, Route) and route.methods
+            ]
+            self._table = table
+        return {method for regex, methods in self._table if regex.match(path) for method in methods}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"] if scope["type"] == "http" else None
+        if method == "HEAD":
+            await self._head(scope, receive, send)
+            return
+        methods = self._allowed(scope["path"]) if method == "OPTIONS" else None
+        if not methods:  # not an OPTIONS, or no route of ours: 404 as for any method
+            await self.app(scope, receive, send)
+            return
+        if "GET" in methods:
+            methods.add("HEAD")
+        methods.add("OPTIONS")
+        allow = ", ".join(sorted(methods))
+        await Response(status_code=204, headers={"Allow": allow})(scope, receive, send)
+
+    async def _head(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)

@@ -134,12 +134,16 @@ class RequestContextMiddleware:
         access_log_enabled: bool = True,
         response_headers: Sequence[tuple[bytes, bytes]] = (),
         page_headers: Mapping[str, Sequence[tuple[bytes, bytes]]] | None = None,
+        prefix_headers: Mapping[str, Sequence[tuple[bytes, bytes]]] | None = None,
     ) -> None:
         self.app = app
         self.access_log_enabled = access_log_enabled
         self.response_headers = tuple(response_headers)
         # Paths whose responses carry headers of their own instead (the docs page's CSP).
         self.page_headers = {path: tuple(headers) for path, headers in (page_headers or {}).items()}
+        # ... and paths under these prefixes (the admin panel's).
+        self.prefix_headers = [(prefix, tuple(headers))
+                               for prefix, headers in (prefix_headers or {}).items()]  # fmt: skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -148,6 +152,9 @@ class RequestContextMiddleware:
 
         request_id = _incoming_request_id(scope) or secrets.token_hex(16)
         response_headers = self.page_headers.get(scope["path"], self.response_headers)
+        for prefix, headers in self.prefix_headers:
+            if scope["path"].startswith(prefix):
+                response_headers = headers
         token = set_request_id(request_id)
         header_value = request_id.encode("latin-1")
         status_code = 500

@@ -17,10 +17,12 @@ from types import ModuleType
 
 import typer
 from fastapi import APIRouter
+from sqladmin import ModelView
 
 # Core's own tables join the metadata with the modules' (Alembic and the tests see them all).
 import app.core.outbox.models
 import app.core.sessions  # noqa: F401
+from app.core.admin import AdminSignInFactory
 from app.core.auth import AuthenticatorFactory
 from app.core.tenancy import MembershipsFactory
 
@@ -40,6 +42,10 @@ class ModuleSpec:
     authenticator: AuthenticatorFactory | None = None
     # Builds core's Memberships (is this account a member of that organization?); one module.
     memberships: MembershipsFactory | None = None
+    # The admin panel's views of the module's models (sqladmin ModelViews), at /admin.
+    admin_views: Sequence[type[ModelView]] = field(default_factory=tuple)
+    # Signs admins in to /admin with the app's accounts; one module provides it (auth).
+    admin_sign_in: AdminSignInFactory | None = None
     # Routers are included in ascending order, then by name. FastAPI tries a request against
     # the routes included before its own, so a module on the hot path may ask to go first.
     route_order: int = 0

@@ -289,6 +289,8 @@ def plan_module(
         "Module": camel(name),
         "Entity": entity,
         "entity": re.sub(r"(?<!^)(?=[A-Z])", "_", entity).lower(),
+        # Where sqladmin lists the entity: /admin/<identity>/list.
+        "admin_identity": re.sub(r"(?<!^)(?=[A-Z])", "-", entity).lower(),
         "title": name.replace("_", " ").capitalize(),
         "table": name,
         "columns": columns,
@@ -340,6 +342,7 @@ def plan_module(
         module_dir / "dependencies.py": "dependencies.py.jinja",
         module_dir / "routes" / "__init__.py": "routes_init.py.jinja",
         module_dir / "routes" / "v1.py": "routes_v1.py.jinja",
+        module_dir / "admin.py": "admin.py.jinja",
         tests_dir / "__init__.py": "empty.py.jinja",
         Path("tests/factories") / f"{name}.py": "factories.py.jinja",
         tests_dir / "test_gateway_task_and_command.py": (
@@ -350,6 +353,8 @@ def plan_module(
         Path("migrations/versions")
         / f"{now:%Y%m%d_%H%M}_{revision}_create_{name}.py": "migration.py.jinja",
     }
+    if options.tenant:  # the panel's sessions see no organization's rows (row-level security)
+        del files[module_dir / "admin.py"]
     if options.tenant:  # the same files, written for records that belong to organizations
         for path, template in list(files.items()):
             if (Path(__file__).parent / "templates" / f"tenant_{template}").exists():

@@ -415,6 +415,26 @@ def test_tenant_modules_are_owned_by_organizations_under_row_level_security() ->
         assert f"async def {name}(" in tests
 
 
+def test_a_new_module_declares_its_admin_view_and_tests_it() -> None:
+    plan = plan_module(
+        PROJECT_ROOT, "probe_parcels", parse_fields(["label:str^", "weight:int?"]), Options()
+    )
+    files = {str(item.path): item.content for item in plan.files}
+    view = files["app/modules/probe_parcels/admin.py"]
+    assert "class ProbeParcelAdmin(ModelView, model=ProbeParcel):" in view
+    assert "column_searchable_list = [ProbeParcel.label]" in view
+    assert "can_edit = False" in view  # changes go through the service, not around it
+    init = files["app/modules/probe_parcels/__init__.py"]
+    assert "admin_views=(_ProbeParcelAdmin,)" in init
+    tests = files["tests/modules/probe_parcels/test_endpoints.py"]
+    assert '"/admin/probe-parcel/list"' in tests
+    tenant = plan_module(
+        PROJECT_ROOT, "probe_projects", parse_fields(["name:str"]), Options(tenant=True)
+    )
+    # The panel's sessions name no organization: row-level security would show them nothing.
+    assert not any(item.path.name == "admin.py" for item in tenant.files)
+
+
 def test_tenant_and_owned_together_are_refused_with_nothing_written() -> None:
     before = _tree_snapshot(PROJECT_ROOT)
     result = runner.invoke(cli, ["new-module", "probe_parcels", "label:str", "--tenant", "--owned"])

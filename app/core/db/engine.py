@@ -55,9 +55,9 @@ class Database:
             connect_args=connect_args,
         )
         # Use cases run in transactions: the same engine and pool, read committed.
-        transactional = self.engine.execution_options(isolation_level="READ COMMITTED")
+        self.transactional_engine = self.engine.execution_options(isolation_level="READ COMMITTED")
         self.sessionmaker = async_sessionmaker(
-            transactional, expire_on_commit=False, autoflush=False
+            self.transactional_engine, expire_on_commit=False, autoflush=False
         )
 
     async def ping(self) -> None:

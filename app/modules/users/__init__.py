@@ -6,6 +6,7 @@ Public API: everything other modules may import from here. Nothing else of this 
 from __future__ import annotations
 
 from app.core.modules import ModuleSpec
+from app.modules.users.admin import UserAdmin as _UserAdmin
 from app.modules.users.cli import cli as _cli
 from app.modules.users.events import UserDeleted, UserPasswordChanged, UserRegistered
 from app.modules.users.gateway import (
@@ -23,7 +24,14 @@ from app.modules.users.services import EmailTaken, UsernameTaken
 
 # First among the routers: the account lookup is the hot path (docs/performance.md), and a
 # request tries the routes included before its own.
-module = ModuleSpec(name="users", router=_router, tags=("users",), cli=_cli, route_order=-1)
+module = ModuleSpec(
+    name="users",
+    router=_router,
+    tags=("users",),
+    cli=_cli,
+    route_order=-1,
+    admin_views=(_UserAdmin,),
+)
 
 __all__ = [
     "Email",

@@ -25,6 +25,8 @@ class UsersSettings(AppSettings):
     password_attempts_per_client: LimitSetting = "5/minute"  # noqa: S105 (a rate)
     password_attempts_per_account: LimitSetting = "20/hour"  # noqa: S105 (a rate)
     self_delete_allowed: bool = True
+    # The largest avatar image accepted (PUT /users/me/avatar), in bytes.
+    avatar_max_bytes: int = Field(default=512 * 1024, ge=1024, le=50 * 1024 * 1024)
     password_hash_time_cost: int = Field(default=3, ge=1, le=20)
     password_hash_memory_kib: int = Field(default=65_536, ge=1_024, le=4_194_304)
     password_hash_parallelism: int = Field(default=4, ge=1, le=64)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, Path
+from fastapi import Depends, Path, Request
 
 from app.core.auth import ActivePrincipal, CurrentPrincipal
 from app.core.db import DatabaseDep, DBSession
 from app.core.mail import Mailer
 from app.core.ratelimit import RateLimits
+from app.core.storage import Storage
 from app.modules.users.config import UsersSettingsDep
 from app.modules.users.models import User
+from app.modules.users.schemas import UserDTO, UserOut
 from app.modules.users.services import UsersReader, UsersService
 
 
@@ -51,3 +53,16 @@ async def get_me(principal: CurrentPrincipal, service: UsersServiceDep) -> User:
 
 
 Me = Annotated[User, Depends(get_me)]
+
+
+async def present(request: Request, user: User | UserDTO) -> UserDTO:
+    """A user as the API shows them (`response_model=UserOut`): with a download URL of the
+    avatar, good for STORAGE_URL_TTL. A plain function, not a dependency: the lookup is the
+    hot path, and a user without an avatar goes out as it is."""
+    dto = user if isinstance(user, UserDTO) else UserDTO.model_validate(user)
+    if dto.avatar_key is None:
+        return dto
+    storage: Storage = request.app.state.storage
+    ttl: int = request.app.state.settings.storage_url_ttl
+    url = await storage.url(dto.avatar_key, expires_in=ttl)
+    return UserOut.model_validate({**dto.model_dump(), "avatar_url": url})

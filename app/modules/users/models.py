@@ -33,6 +33,8 @@ class User(UUIDPrimaryKeyMixin, TimestampMixin, SoftDeleteMixin, Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
     is_verified: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    # The stored file of the avatar (app.core.storage), a key the app made; never a client's name.
+    avatar_key: Mapped[str | None] = mapped_column(String(200), default=None)
     role: Mapped[str] = mapped_column(
         String(20), default=Role.USER.value, server_default=Role.USER.value
     )

@@ -39,6 +39,14 @@ class UserDTO(BaseModel):
     is_verified: bool
     created_at: datetime
     updated_at: datetime
+    # Where the avatar is stored; clients get a download URL instead (UserOut.avatar_url).
+    avatar_key: str | None = Field(default=None, exclude=True)
+
+
+class UserOut(UserDTO):
+    """A user as the API shows it: with a download URL of the avatar, good for a while."""
+
+    avatar_url: str | None = None
 
 
 class UserCreate(_Input):

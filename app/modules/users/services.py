@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio.to_thread
 import structlog
+from fastapi import UploadFile
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -21,6 +22,7 @@ from app.core.mail import MailService
 from app.core.ratelimit import RateLimiter, RateLimitState
 from app.core.security import PasswordHasher, hash_token, password_hasher
 from app.core.sessions import SignInSessions
+from app.core.storage import Storage, store_upload
 from app.modules.users import policies
 from app.modules.users.config import UsersSettings
 from app.modules.users.events import UserDeleted, UserPasswordChanged, UserRegistered
@@ -418,6 +420,34 @@ class UsersService:
         publish(self.session, UserPasswordChanged(user_id=user.id, keep_session_id=keep_session_id))
         self._tell(user.email, "users/password_changed", user)
         security_log.info("password_changed", security_event=True, user_id=str(user.id))
+
+    async def set_avatar(self, *, user: User, upload: UploadFile, storage: Storage) -> User:
+        """Store an image (sniffed: 415 if it is none of the allowed types; 413 over
+        USERS_AVATAR_MAX_BYTES) as the user's avatar; the previous file is deleted once the
+        change commits."""
+        await release_connection(self.session)  # no connection held while the file moves
+        stored = await store_upload(
+            storage, upload, prefix="avatars", max_bytes=self.settings.avatar_max_bytes
+        )
+        previous = user.avatar_key
+        user.avatar_key = stored.key
+        try:
+            await self.session.commit()
+        except BaseException:
+            await storage.delete(stored.key)  # nobody refers to it
+            raise
+        if previous is not None:
+            await storage.delete(previous)
+        log.info("avatar_changed", user_id=str(user.id), size=stored.size)
+        return user
+
+    async def remove_avatar(self, *, user: User, storage: Storage) -> User:
+        previous = user.avatar_key
+        if previous is not None:
+            user.avatar_key = None
+            await self.session.commit()
+            await storage.delete(previous)
+        return user
 
     async def mark_verified(self, *, user_id: uuid.UUID, email: str) -> bool:
         """Mark the account verified if it still has `email` (case aside); the caller commits.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Request, Response, UploadFile, status
 
 from app.core.auth import (
     ActivePrincipal,
@@ -17,24 +17,28 @@ from app.core.auth import (
 from app.core.db import FilterSpec, ListParams, Page, list_params
 from app.core.errors import problems
 from app.core.ratelimit import ClientAddress
+from app.core.storage import StorageDep
 from app.modules.users.dependencies import (
     Me,
     UserById,
     UserIdPath,
     UsersReaderDep,
     UsersServiceDep,
+    present,
 )
 from app.modules.users.models import Role
 from app.modules.users.schemas import (
     AccountDeletion,
     PasswordChange,
     UserDTO,
+    UserOut,
     UserUpdate,
     UserUpdateMe,
     changes,
 )
 
 router = APIRouter()
+
 
 UserListParams = Annotated[
     ListParams,
@@ -55,19 +59,20 @@ UserListParams = Annotated[
 ]
 
 
-@router.get("/me", response_model=UserDTO, responses=problems(401, 404))
-async def read_me(principal: CurrentPrincipal, reader: UsersReaderDep) -> UserDTO:
+@router.get("/me", response_model=UserOut, responses=problems(401, 404))
+async def read_me(principal: CurrentPrincipal, reader: UsersReaderDep, request: Request) -> UserDTO:
     """The signed-in user."""
-    return await reader.view(actor=principal, user_id=principal.id)
+    return await present(request, await reader.view(actor=principal, user_id=principal.id))
 
 
-@router.patch("/me", response_model=UserDTO, responses=problems(401, 403, 409, 422))
+@router.patch("/me", response_model=UserOut, responses=problems(401, 403, 409, 422))
 async def update_me(
     body: UserUpdateMe,
     me: Me,
     principal: SignedInPrincipal,
     service: UsersServiceDep,
     client: ClientAddress,
+    request: Request,
 ) -> UserDTO:
     """Change your username or email (a new email must be verified again, and the old one is
     told). Changing the email needs `current_password`: 422 when it is missing, 403 when it is
@@ -77,7 +82,7 @@ async def update_me(
     user = await service.update(
         actor=principal, user=me, changes=data, current_password=current_password, client=client
     )
-    return UserDTO.model_validate(user)
+    return await present(request, user)
 
 
 @router.delete(
@@ -122,37 +127,59 @@ async def change_my_password(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+@router.put("/me/avatar", response_model=UserOut, responses=problems(401, 413, 415, 422))
+async def set_my_avatar(
+    file: UploadFile, me: Me, service: UsersServiceDep, storage: StorageDep, request: Request
+) -> UserDTO:
+    """Upload your avatar (multipart field `file`): a PNG, JPEG, GIF or WebP image, told by
+    its content (415 otherwise; the file's name and declared type are ignored), at most
+    USERS_AVATAR_MAX_BYTES (413). The response's `avatar_url` downloads it for a while."""
+    return await present(request, await service.set_avatar(user=me, upload=file, storage=storage))
+
+
+@router.delete("/me/avatar", response_model=UserOut, responses=problems(401))
+async def delete_my_avatar(
+    me: Me, service: UsersServiceDep, storage: StorageDep, request: Request
+) -> UserDTO:
+    """Remove your avatar; its file is deleted."""
+    return await present(request, await service.remove_avatar(user=me, storage=storage))
+
+
 @router.get(
     "",
-    response_model=Page[UserDTO],
+    response_model=Page[UserOut],
     responses=problems(401, 403, 422),
     dependencies=[Depends(require_role(Role.ADMIN))],
 )
 async def list_users(
-    principal: ActivePrincipal, params: UserListParams, service: UsersServiceDep
-) -> Page[UserDTO]:
+    principal: ActivePrincipal, params: UserListParams, service: UsersServiceDep, request: Request
+) -> Page[UserOut]:
     """Administrators: list users with sort, filters and pages."""
     users, total = await service.list(actor=principal, params=params)
-    return Page[UserDTO].build(
-        [UserDTO.model_validate(user) for user in users], total=total, params=params
+    items = [await present(request, user) for user in users]
+    return Page[UserOut].build(
+        [UserOut.model_validate(item, from_attributes=True) for item in items],
+        total=total,
+        params=params,
     )
 
 
-@router.get("/{user_id}", response_model=UserDTO, responses=problems(401, 403, 404, 422))
+@router.get("/{user_id}", response_model=UserOut, responses=problems(401, 403, 404, 422))
 async def read_user(
-    user_id: UserIdPath, principal: ActivePrincipal, reader: UsersReaderDep
+    user_id: UserIdPath, principal: ActivePrincipal, reader: UsersReaderDep, request: Request
 ) -> UserDTO:
     """A user, for administrators or the user themselves."""
-    return await reader.view(actor=principal, user_id=user_id)
+    return await present(request, await reader.view(actor=principal, user_id=user_id))
 
 
-@router.patch("/{user_id}", response_model=UserDTO, responses=problems(401, 403, 404, 409, 422))
+@router.patch("/{user_id}", response_model=UserOut, responses=problems(401, 403, 404, 409, 422))
 async def update_user(
     body: UserUpdate,
     user: UserById,
     principal: ActivePrincipal,
     service: UsersServiceDep,
     client: ClientAddress,
+    request: Request,
 ) -> UserDTO:
     """Change a user (role, activation and verification: administrators only). Changing your
     own email needs `current_password` (422 missing, 403 wrong); demoting or deactivating the
@@ -164,7 +191,7 @@ async def update_user(
     updated = await service.update(
         actor=principal, user=user, changes=data, current_password=current_password, client=client
     )
-    return UserDTO.model_validate(updated)
+    return await present(request, updated)
 
 
 @router.delete(
