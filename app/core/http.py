@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 
 from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
 from starlette.responses import Response
-from starlette.routing import Route, compile_path
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import PayloadTooLarge, problem_response
@@ -115,8 +116,7 @@ class HttpMethodsMiddleware:
     headers, no body; FastAPI routes declare GET only, and HEAD would be a 405), and OPTIONS on
     a path answers 204 with the methods it allows in `Allow` (9.3.7). Inside the CORS
     middleware when CORS is on: a preflight is answered there first. The methods are read once
-    from the API's OpenAPI paths and the app's own routes. One layer for both: every request
-    passes through it."""
+    from the app's routes. One layer for both: every request passes through it."""
 
     def __init__(self, app: ASGIApp, *, api: FastAPI) -> None:
         self.app = app
@@ -125,16 +125,13 @@ class HttpMethodsMiddleware:
 
     def _allowed(self, path: str) -> set[str]:
         if self._table is None:
-            table = [
-                (compile_path(template)[0], frozenset(m.upper() for m in item) & _METHODS)
-                for template, item in self.api.openapi().get("paths", {}).items()
+            # Every route with its whole template, included routers' too (FastAPI's public
+            # walk), read once.
+            self._table = [
+                (compile_path(context.path_format)[0], frozenset(context.methods) & _METHODS)
+                for context in iter_route_contexts(self.api.routes)
+                if context.path_format and context.methods
             ]
-            table += [
-                (route.path_regex, frozenset(route.methods))
-                for route in self.api.routes
-                if isinstance(route, Route) and route.methods
-            ]
-            self._table = table
         return {method for regex, methods in self._table if regex.match(path) for method in methods}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

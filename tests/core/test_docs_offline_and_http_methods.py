@@ -4,6 +4,7 @@ which methods a path allows (RFC 9110)."""
 from __future__ import annotations
 
 import re
+import uuid
 
 from httpx import AsyncClient
 
@@ -46,6 +47,11 @@ async def test_options_lists_the_allowed_methods(client: AsyncClient) -> None:
     assert me.headers["allow"] == "DELETE, GET, HEAD, OPTIONS, PATCH"
     login_route = await client.options("/api/v1/auth/login")
     assert login_route.headers["allow"] == "OPTIONS, POST"
+    # A templated path of an included router, and a route kept out of the OpenAPI document.
+    one_user = await client.options(f"/api/v1/users/{uuid.uuid4()}")
+    assert one_user.headers["allow"] == "DELETE, GET, HEAD, OPTIONS, PATCH"
+    scrape = await client.options("/metrics")
+    assert scrape.headers["allow"] == "GET, HEAD, OPTIONS"
     missing = await client.options("/api/v1/nowhere")
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
