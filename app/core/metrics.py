@@ -117,8 +117,11 @@ class PoolCollector(Collector):
             "db_pool_size": ("Connections the pool keeps open.", pool.size()),
             "db_pool_checked_out": ("Connections in use.", pool.checkedout()),
             "db_pool_idle": ("Connections open and idle in the pool.", pool.checkedin()),
-            # Negative while the pool has not opened all of `size` yet (SQLAlchemy's count).
-            "db_pool_overflow": ("Connections open beyond the pool's size.", pool.overflow()),
+            # SQLAlchemy counts it negative until the pool has opened `size` connections.
+            "db_pool_overflow": (
+                "Connections open beyond the pool's size.",
+                max(pool.overflow(), 0),
+            ),
         }
         for name, (documentation, value) in figures.items():
             yield GaugeMetricFamily(name, documentation, value=value)
