@@ -24,6 +24,8 @@ from tests.support import http_client
 
 KEYS = "/api/v1/auth/api-keys"
 ME = "/api/v1/users/me"
+ORGS = "/api/v1/organizations"
+TWO_FA = "/api/v1/auth/2fa"
 
 
 async def _create(
@@ -138,10 +140,14 @@ async def test_a_key_of_an_account_no_longer_active_is_refused(
 
 
 async def test_keys_never_work_where_credentials_or_sessions_change(
-    client: AsyncClient, user: User, user_headers: Headers
+    client: AsyncClient, user: User, user_headers: Headers, admin: User
 ) -> None:
     created = await _create(client, user_headers)
     key = _key(created["key"])
+    org = await client.post(ORGS, json={"name": "Acme", "slug": "acme"}, headers=user_headers)
+    assert org.status_code == 201, org.text
+    in_org = {**key, "X-Organization": "acme"}
+    password = {"current_password": DEFAULT_PASSWORD}
     attempts = [
         ("PUT", f"{ME}/password", {"current_password": DEFAULT_PASSWORD, "new_password": "x" * 20}),
         ("PATCH", ME, {"email": "mallory@example.com", "current_password": DEFAULT_PASSWORD}),
@@ -158,14 +164,29 @@ async def test_keys_never_work_where_credentials_or_sessions_change(
             {"email": "m@example.com", "current_password": DEFAULT_PASSWORD},
         ),
         ("DELETE", f"/api/v1/users/{user.id}", {"current_password": DEFAULT_PASSWORD}),
+        # Two-factor sign-in: a key must not put its own second factor on the account.
+        ("POST", f"{TWO_FA}/enrol", password),
+        ("POST", f"{TWO_FA}/confirm", {"code": "123456"}),
+        ("POST", f"{TWO_FA}/disable", {"password": DEFAULT_PASSWORD, "code": "123456"}),
     ]
     for method, path, body in attempts:
         response = await client.request(method, path, json=body, headers=key)
         assert response.status_code == 403, (method, path, response.text)
         assert response.json()["detail"] == "API keys cannot be used here: sign in"
+    # An organization's owner hands it over or deletes it signed in, not with a key.
+    for method, path, body in (
+        ("POST", f"{ORGS}/current/transfer", {"user_id": str(admin.id)}),
+        ("DELETE", f"{ORGS}/current", None),
+    ):
+        response = await client.request(method, path, json=body, headers=in_org)
+        assert response.status_code == 403, (method, path, response.text)
+        assert response.json()["detail"] == "API keys cannot be used here: sign in"
     # Nothing changed: the key, the account and its session are as they were.
     assert (await client.get(ME, headers=key)).json()["email"] == "alice@example.com"
     assert (await client.get(KEYS, headers=user_headers)).json()["total"] == 1
+    assert (await client.get(TWO_FA, headers=user_headers)).json()["pending"] is False
+    current = await client.get(f"{ORGS}/current", headers=in_org)
+    assert current.status_code == 200, current.text
 
 
 async def test_one_cannot_revoke_someone_elses_key(

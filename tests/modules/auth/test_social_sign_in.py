@@ -27,6 +27,7 @@ from app.modules.auth.social.config import (
 )
 from app.modules.auth.social.models import SocialIdentity
 from app.modules.users.models import User
+from tests.factories.users import DEFAULT_PASSWORD
 from tests.modules.auth.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider, running_provider
 from tests.modules.conftest import Headers, bearer
 
@@ -199,7 +200,11 @@ async def test_github_verified_address_comes_from_its_emails_api(
 async def test_an_account_with_two_factor_gets_its_challenge(
     client: AsyncClient, provider: Provider, user: User, user_headers: Headers
 ) -> None:
-    enrolment = await client.post("/api/v1/auth/2fa/enrol", headers=user_headers)
+    enrolment = await client.post(
+        "/api/v1/auth/2fa/enrol",
+        headers=user_headers,
+        json={"current_password": DEFAULT_PASSWORD},
+    )
     secret = enrolment.json()["secret"]
     confirm = await client.post(
         "/api/v1/auth/2fa/confirm", headers=user_headers, json={"code": pyotp.TOTP(secret).now()}

@@ -25,6 +25,7 @@ TWO_FA = "/api/v1/auth/2fa"
 ME = "/api/v1/users/me"
 START = datetime(2030, 1, 1, 9, 0, 5, tzinfo=UTC)  # five seconds into a 30-second step
 STEP = timedelta(seconds=30)
+PASSWORD = {"current_password": DEFAULT_PASSWORD}
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def code_at(secret: str, when: datetime) -> str:
 
 async def enrol(client: AsyncClient, headers: Headers) -> tuple[str, list[str]]:
     """Enrol and confirm at the current (frozen) time: the secret and the recovery codes."""
-    enrolment = await client.post(f"{TWO_FA}/enrol", headers=headers)
+    enrolment = await client.post(f"{TWO_FA}/enrol", headers=headers, json=PASSWORD)
     assert enrolment.status_code == 200, enrolment.text
     secret = enrolment.json()["secret"]
     confirmed = await client.post(
@@ -86,7 +87,14 @@ async def test_enrol_confirm_then_sign_in_takes_a_code_once(
     user_headers: Headers,
     session: AsyncSession,
 ) -> None:
-    enrolment = await client.post(f"{TWO_FA}/enrol", headers=user_headers)
+    no_password = await client.post(f"{TWO_FA}/enrol", headers=user_headers, json={})
+    assert no_password.status_code == 422
+    wrong_password = await client.post(
+        f"{TWO_FA}/enrol", headers=user_headers, json={"current_password": "not-it"}
+    )
+    assert wrong_password.status_code == 403
+    assert wrong_password.json()["detail"] == "The password is wrong"
+    enrolment = await client.post(f"{TWO_FA}/enrol", headers=user_headers, json=PASSWORD)
     assert enrolment.status_code == 200
     assert enrolment.headers["cache-control"] == "no-store"
     body = enrolment.json()
@@ -246,7 +254,8 @@ async def test_disable_needs_the_password_and_a_code(
     assert status.json() == {"enabled": False, "pending": False, "recovery_codes_left": 0}
     # Enrolling twice is refused while it is on; a recovery code can also turn it off.
     secret, codes = await enrol(client, user_headers)
-    assert (await client.post(f"{TWO_FA}/enrol", headers=user_headers)).status_code == 409
+    again = await client.post(f"{TWO_FA}/enrol", headers=user_headers, json=PASSWORD)
+    assert again.status_code == 409
     off = await client.post(
         url, headers=user_headers, json={"password": DEFAULT_PASSWORD, "code": codes[3]}
     )
@@ -258,7 +267,7 @@ async def test_confirm_without_enrolment_is_a_conflict(
 ) -> None:
     response = await client.post(f"{TWO_FA}/confirm", headers=user_headers, json={"code": "123456"})
     assert response.status_code == 409
-    assert (await client.post(f"{TWO_FA}/enrol")).status_code == 401
+    assert (await client.post(f"{TWO_FA}/enrol", json=PASSWORD)).status_code == 401
 
 
 async def test_administrators_must_enrol_when_required(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from app.core.auth import CurrentPrincipal
+from app.core.auth import CurrentPrincipal, SignedInPrincipal
 from app.core.errors import problems
 from app.core.ratelimit import ClientAddress
 from app.modules.auth.dependencies import AuthServiceDep, TwoFactorServiceDep
@@ -16,6 +16,7 @@ from app.modules.auth.two_factor.schemas import (
     ChallengeIn,
     CodeIn,
     DisableIn,
+    EnrolIn,
     EnrolledSignIn,
     Enrolment,
     RecoveryCodes,
@@ -33,19 +34,26 @@ async def two_factor_status(
     return await service.status(principal.id)
 
 
-@router.post("/enrol", response_model=Enrolment, responses=problems(401, 409))
+@router.post("/enrol", response_model=Enrolment, responses=problems(401, 403, 409, 422, 429))
 async def enrol(
-    principal: CurrentPrincipal, service: TwoFactorServiceDep, response: Response
+    body: EnrolIn,
+    principal: SignedInPrincipal,
+    service: TwoFactorServiceDep,
+    response: Response,
+    client: ClientAddress,
 ) -> Enrolment:
     """Start enrolment: a new TOTP secret, its otpauth URI and a QR code (SVG) for an
-    authenticator app. Nothing changes at sign-in until `/2fa/confirm` gets a first code."""
+    authenticator app. Needs a signed-in session (not an API key) and `current_password`
+    (403 when wrong): a stolen access token alone cannot put its own second factor on the
+    account. Nothing changes at sign-in until `/2fa/confirm` gets a first code."""
     _no_store(response)
+    await service.check_password(principal.id, body.current_password, client=client)
     return await service.begin_enrolment(principal.id)
 
 
 @router.post("/confirm", response_model=RecoveryCodes, responses=problems(401, 403, 409, 422, 429))
 async def confirm(
-    body: CodeIn, principal: CurrentPrincipal, service: TwoFactorServiceDep, response: Response
+    body: CodeIn, principal: SignedInPrincipal, service: TwoFactorServiceDep, response: Response
 ) -> RecoveryCodes:
     """Turn two-factor sign-in on with a first code from the app. The answer holds ten
     single-use recovery codes, shown this once (only their hashes are kept)."""
@@ -58,7 +66,7 @@ async def confirm(
 )
 async def disable(
     body: DisableIn,
-    principal: CurrentPrincipal,
+    principal: SignedInPrincipal,
     service: TwoFactorServiceDep,
     client: ClientAddress,
 ) -> Response:

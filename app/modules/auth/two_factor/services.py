@@ -223,11 +223,15 @@ class TwoFactorService:
         security_log.info("two_factor_enabled", security_event=True, user_id=str(user_id))
         return codes
 
+    async def check_password(self, user_id: uuid.UUID, password: str, *, client: str) -> None:
+        """403 unless `password` is the account's (budgeted as a sign-in: 429 when spent)."""
+        if not await self.users.check_password(user_id, password, client=client):
+            raise Forbidden("The password is wrong")
+
     async def disable(self, user_id: uuid.UUID, *, password: str, code: str, client: str) -> None:
         """Needs the password (budgeted as a sign-in) and a code: a stolen access token alone
         cannot turn the second factor off."""
-        if not await self.users.check_password(user_id, password, client=client):
-            raise Forbidden("The password is wrong")
+        await self.check_password(user_id, password, client=client)
         if not await self._spend_code(user_id, code, recovery_allowed=True):
             raise Forbidden(WRONG_CODE)
         await self.secrets.remove(self.session, user_id=user_id)
