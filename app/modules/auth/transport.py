@@ -122,6 +122,31 @@ async def get_token_transport(
 
 TokenTransportDep = Annotated[TokenTransport, Depends(get_token_transport)]
 
+CROSS_SITE_SIGN_IN = "Sign-in from another site is refused: sign in from the app's own pages"
+
+
+def _trusted_origin(origin: str, request: Request, settings: Settings) -> bool:
+    """The request's own origin, or one of CORS_ORIGINS (the app's frontends; `*` is none)."""
+    own = f"{request.url.scheme}://{request.url.netloc}".lower()
+    trusted = {entry.rstrip("/").lower() for entry in settings.cors_origins if entry != "*"}
+    return origin.rstrip("/").lower() in trusted | {own}
+
+
+async def refuse_cross_site_sign_in(request: Request, settings: SettingsDep) -> None:
+    """403 for a sign-in that would set session cookies from a page of another site (login
+    CSRF: a forged form would sign the victim's browser in to the attacker's account). A
+    browser says where a request comes from (`Sec-Fetch-Site`, `Origin`); a client without
+    an Origin header (curl, a server) is no browser of a victim and passes."""
+    if settings.auth_transport is AuthTransport.BEARER:
+        return  # no cookie is set: nothing to plant in a browser
+    origin = request.headers.get("origin")
+    cross_site = request.headers.get("sec-fetch-site") == "cross-site"
+    if cross_site or (origin is not None and not _trusted_origin(origin, request, settings)):
+        raise Forbidden(CROSS_SITE_SIGN_IN)
+
+
+SameSiteSignIn = Depends(refuse_cross_site_sign_in)
+
 
 @dataclass(frozen=True, slots=True)
 class PresentedRefreshToken:

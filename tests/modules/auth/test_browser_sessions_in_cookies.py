@@ -248,3 +248,58 @@ async def test_secure_is_relaxed_only_in_development_on_http_localhost(
         cookies = set_cookies(await _sign_in(client))
     for name in ("access_token", "refresh_token", "csrf_token"):
         assert cookies[name].get("secure", False) is secure, name
+
+
+async def test_a_sign_in_from_another_site_sets_no_cookie(
+    browser: AsyncClient, user: User, app_settings: Callable[..., Settings]
+) -> None:
+    app_settings(cors_origins=["https://app.example.com"])
+    form = {"username": "alice", "password": DEFAULT_PASSWORD}
+    # Login CSRF: a page of another site posts the attacker's credentials to sign the
+    # victim's browser in to the attacker's account.
+    for headers in (
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Origin": "https://api.example.com", "Sec-Fetch-Site": "cross-site"},
+    ):
+        refused = await browser.post(LOGIN_URL, data=form, headers=headers)
+        assert refused.status_code == 403, headers
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "another site" in refused.json()["detail"]
+        assert "set-cookie" not in refused.headers
+    # The API's own pages, the frontends of CORS_ORIGINS, and clients that are no browser.
+    for headers in (
+        {"Origin": "https://api.example.com", "Sec-Fetch-Site": "same-origin"},
+        {"Origin": "https://app.example.com", "Sec-Fetch-Site": "same-site"},
+        {},
+    ):
+        signed_in = await browser.post(LOGIN_URL, data=form, headers=headers)
+        assert signed_in.status_code == 200, (headers, signed_in.text)
+        assert "access_token" in set_cookies(signed_in)
+
+
+async def test_the_second_step_from_another_site_is_refused_too(
+    browser: AsyncClient, user: User
+) -> None:
+    # The challenge is checked after the origin: a cross-site post gets no further.
+    forged = await browser.post(
+        "/api/v1/auth/2fa/login",
+        json={"challenge": "x" * 40, "code": "123456"},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert forged.status_code == 403
+    assert "another site" in forged.json()["detail"]
+
+
+async def test_bearer_only_sign_in_is_not_bound_to_an_origin(
+    browser: AsyncClient, user: User, app_settings: Callable[..., Settings]
+) -> None:
+    app_settings(auth_transport=AuthTransport.BEARER)  # no cookie to plant
+    response = await browser.post(
+        LOGIN_URL,
+        data={"username": "alice", "password": DEFAULT_PASSWORD},
+        headers={"Origin": "https://elsewhere.example"},
+    )
+    assert response.status_code == 200
+    assert "set-cookie" not in response.headers

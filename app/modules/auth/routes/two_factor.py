@@ -10,7 +10,7 @@ from app.core.ratelimit import ClientAddress
 from app.modules.auth.dependencies import AuthServiceDep, TwoFactorServiceDep
 from app.modules.auth.routes.v1 import _no_store
 from app.modules.auth.schemas import BrowserSession, TokenPair
-from app.modules.auth.transport import TokenTransportDep
+from app.modules.auth.transport import SameSiteSignIn, TokenTransportDep
 from app.modules.auth.two_factor.schemas import (
     ChallengeCodeIn,
     ChallengeIn,
@@ -75,7 +75,12 @@ async def disable(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/login", response_model=TokenPair | BrowserSession, responses=problems(401, 422, 429))
+@router.post(
+    "/login",
+    response_model=TokenPair | BrowserSession,
+    responses=problems(401, 403, 422, 429),
+    dependencies=[SameSiteSignIn],
+)
 async def second_step(
     body: ChallengeCodeIn,
     two_factor: TwoFactorServiceDep,
@@ -84,7 +89,8 @@ async def second_step(
     transport: TokenTransportDep,
 ) -> TokenPair | BrowserSession:
     """The second step of a sign-in: the challenge the first step answered, and a code from
-    the app (each accepted once) or an unused recovery code. Attempts are limited per account."""
+    the app (each accepted once) or an unused recovery code. Attempts are limited per account.
+    Refused from a page of another site, like `/login`."""
     _no_store(response)
     user = await two_factor.complete(body.challenge, body.code)
     return transport.issue(response, await auth.sign_in(user))
@@ -102,7 +108,10 @@ async def enrol_required(
 
 
 @router.post(
-    "/confirm/required", response_model=EnrolledSignIn, responses=problems(401, 403, 409, 422, 429)
+    "/confirm/required",
+    response_model=EnrolledSignIn,
+    responses=problems(401, 403, 409, 422, 429),
+    dependencies=[SameSiteSignIn],
 )
 async def confirm_required(
     body: ChallengeCodeIn,
