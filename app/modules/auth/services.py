@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.csrf import csrf_valid
 from app.core.db import utcnow
 from app.core.errors import AppError, Forbidden, Unauthorized
 from app.core.outbox import enqueue
@@ -248,16 +249,21 @@ class AuthService:
             refresh_expires_in=max(0, int((refresh_expires - now).total_seconds())),
         )
 
-    async def refresh(self, *, refresh_token: str) -> TokenPair:
+    async def refresh(self, *, refresh_token: str, csrf_token: str | None = None) -> TokenPair:
         """Rotate: the presented token is spent, a new one of the same session issued and the
         session's idle deadline pushed forward (never past its absolute end). A token that
-        was already rotated means it leaked: the whole session ends."""
+        was already rotated means it leaked: the whole session ends. A refresh token that came
+        in a cookie comes with `csrf_token`, which must be signed for its session (else 403)."""
         invalid = Unauthorized("Invalid or expired refresh token")
         found = await self.refresh_tokens.get_by_hash(
             self.session, token_hash=hash_token(refresh_token)
         )
         if found is None:
             raise invalid
+        if csrf_token is not None and not csrf_valid(
+            self.secret_key, found.session_id, cookie=csrf_token, header=csrf_token
+        ):
+            raise Forbidden("Missing or wrong CSRF token")
         now = utcnow()
         # The session first, locked: every end of it (logout, reuse, a password change)
         # either committed before and is seen here, or waits for this rotation and ends the

@@ -152,6 +152,8 @@ SameSiteSignIn = Depends(refuse_cross_site_sign_in)
 class PresentedRefreshToken:
     token: str
     from_cookie: bool
+    # By cookie: the CSRF token sent with it, to be checked against the token's session.
+    csrf_token: str | None = None
 
 
 async def get_presented_refresh_token(
@@ -162,7 +164,8 @@ async def get_presented_refresh_token(
     csrf_header: Annotated[str | None, Header(alias=CSRF_HEADER)] = None,
 ) -> PresentedRefreshToken:
     """The refresh token from the body (bearer clients) or from its cookie, which, like every
-    cookie-authenticated change, needs the CSRF token in `X-CSRF-Token` (else 403)."""
+    cookie-authenticated change, needs the CSRF token in `X-CSRF-Token` (else 403); that it is
+    signed for the refresh token's session is checked once the token is found."""
     transport = settings.auth_transport
     if body is not None:
         if transport is AuthTransport.COOKIE:
@@ -171,7 +174,7 @@ async def get_presented_refresh_token(
     if refresh_cookie and transport is not AuthTransport.BEARER:
         if not double_submitted(csrf_cookie, csrf_header):
             raise Forbidden("Missing or wrong CSRF token")
-        return PresentedRefreshToken(token=refresh_cookie, from_cookie=True)
+        return PresentedRefreshToken(token=refresh_cookie, from_cookie=True, csrf_token=csrf_header)
     raise Unauthorized("No refresh token")
 
 

@@ -143,6 +143,12 @@ async def test_a_csrf_token_of_another_session_does_not_pass(
     browser.cookies.set("csrf_token", other.json()["csrf_token"], domain="api.example.com")
     refused = await browser.patch(ME, json={"username": "alice2"}, headers=_csrf(other))
     assert refused.status_code == 403
+    # Nor does it refresh this browser's session: the token is checked against the session
+    # of the refresh cookie, not only against the CSRF cookie.
+    refresh = await browser.post(REFRESH, headers=_csrf(other))
+    assert refresh.status_code == 403
+    assert "CSRF" in refresh.json()["detail"]
+    assert "set-cookie" not in refresh.headers
 
 
 async def test_bearer_requests_need_no_csrf_token(client: AsyncClient, user: User) -> None:

@@ -95,7 +95,7 @@ async def refresh(
     """Trade a refresh token (in the body, or the session cookie with `X-CSRF-Token`) for a new
     pair, answered the way it came; the presented one is spent."""
     _no_store(response)
-    pair = await service.refresh(refresh_token=presented.token)
+    pair = await service.refresh(refresh_token=presented.token, csrf_token=presented.csrf_token)
     return transport.issue(response, pair, cookies_only=presented.from_cookie)
 
 
