@@ -22,6 +22,7 @@ from app.core.outbox import enqueue
 from app.core.ratelimit import RateLimiter
 from app.core.security import encode_jwt, hash_token, new_opaque_token
 from app.core.sessions import SignInSession, SignInSessions
+from app.modules.auth.api_keys.service import ApiKeyService
 from app.modules.auth.authenticator import ACCESS_TOKEN_TYPE
 from app.modules.auth.config import AuthSettings
 from app.modules.auth.mail import AccountMail, send_account_mail
@@ -317,8 +318,9 @@ class AuthService:
         if not user.is_active:
             raise InvalidActionToken(INVALID_LINK)
         # Hashed before anything is locked or written; then, in one transaction, the new hash,
-        # the spent token, the end of every session and the notice to the address.
+        # the spent token, the end of every session and API key and the notice to the address.
         await self.users.set_password(user.id, new_password)
         await self._spend(row)
+        await ApiKeyService(self.session).revoke_all(user_id=user.id)
         await self.session.commit()
         security_log.info("password_reset", security_event=True, user_id=str(user.id))
