@@ -290,6 +290,8 @@ class AuthService:
         if user is None or not user.is_active:
             await self._end_session(signed_in.id, row.user_id, now=now)
             raise invalid
+        # A session from before AUTH_ADMIN_2FA_REQUIRED was turned on lives no longer.
+        await self.two_factor.ensure_not_required(user.id, user.role)
         row.rotated_at = now
         self.sessions.renew(signed_in, idle=self.settings.session_idle_timeout, now=now)
         return await self._issue(user, signed_in, now=now)

@@ -15,13 +15,19 @@ from httpx import AsyncClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.modules.auth.two_factor.config import TwoFactorSettings, get_two_factor_settings
+from app.modules.auth.two_factor.config import (
+    TwoFactorSettings,
+    get_two_factor_settings,
+    load_two_factor_settings,
+)
 from app.modules.auth.two_factor.models import RecoveryCode
 from app.modules.users.models import User
 from tests.factories.users import DEFAULT_PASSWORD
 from tests.modules.conftest import LOGIN_URL, Headers, bearer, login
 
 TWO_FA = "/api/v1/auth/2fa"
+KEYS = "/api/v1/auth/api-keys"
+REFRESH = "/api/v1/auth/refresh"
 ME = "/api/v1/users/me"
 START = datetime(2030, 1, 1, 9, 0, 5, tzinfo=UTC)  # five seconds into a 30-second step
 STEP = timedelta(seconds=30)
@@ -305,3 +311,53 @@ async def test_administrators_must_enrol_when_required(
     token = await challenge(client, "root")
     clock.shift(STEP)
     assert (await second_step(client, token, code_at(secret, START + STEP))).status_code == 200
+
+
+@pytest.fixture
+def admin_2fa_required(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """AUTH_ADMIN_2FA_REQUIRED=true for the routes and for the API key check, which reads the
+    settings outside any request dependency."""
+    monkeypatch.setenv("AUTH_ADMIN_2FA_REQUIRED", "true")
+    load_two_factor_settings.cache_clear()
+    yield
+    load_two_factor_settings.cache_clear()
+
+
+async def test_an_administrator_without_two_factor_keeps_no_session_or_key_when_required(
+    request: pytest.FixtureRequest,
+    clock: time_machine.Traveller,
+    client: AsyncClient,
+    admin: User,
+    user: User,
+) -> None:
+    # Signed in, with a key, before the requirement was turned on.
+    tokens = await login(client, "root")
+    headers = bearer(tokens["access_token"])
+    key_body = {"name": "ops", "scopes": ["read", "write"], **PASSWORD}
+    key = (await client.post(KEYS, json=key_body, headers=headers)).json()["key"]
+    other = await login(client, "alice")
+    other_key = (
+        await client.post(KEYS, json=key_body, headers=bearer(other["access_token"]))
+    ).json()["key"]
+
+    request.getfixturevalue("admin_2fa_required")
+    refreshed = await client.post(REFRESH, json={"refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 403
+    assert refreshed.headers["content-type"] == "application/problem+json"
+    assert "sign in again" in refreshed.json()["detail"]
+    used = await client.get(ME, headers={"X-API-Key": key})
+    assert used.status_code == 403
+    assert "two-factor" in used.json()["detail"]
+    made = await client.post(KEYS, json=key_body, headers=headers)
+    assert made.status_code == 403
+    # Other accounts are not concerned.
+    assert (await client.get(ME, headers={"X-API-Key": other_key})).status_code == 200
+    again = await client.post(REFRESH, json={"refresh_token": other["refresh_token"]})
+    assert again.status_code == 200
+
+    # Once enrolled, the administrator's session refreshes and the key works again.
+    await enrol(client, headers)
+    assert (await client.get(ME, headers={"X-API-Key": key})).status_code == 200
+    assert (await client.post(KEYS, json=key_body, headers=headers)).status_code == 201
+    refreshed = await client.post(REFRESH, json={"refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 200

@@ -14,6 +14,7 @@ from app.core.errors import problems
 from app.core.ratelimit import ClientAddress
 from app.modules.auth.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 from app.modules.auth.api_keys.service import ApiKeyService
+from app.modules.auth.dependencies import TwoFactorServiceDep
 from app.modules.users import UsersGatewayDep
 
 router = APIRouter()
@@ -47,11 +48,14 @@ async def create_api_key(
     service: ApiKeyServiceDep,
     response: Response,
     client: ClientAddress,
+    two_factor: TwoFactorServiceDep,
 ) -> ApiKeyCreated:
     """Create a named key with scopes and an expiry; needs `current_password` (403 when
-    wrong). The key is in this answer only: it is stored as a digest and cannot be shown
+    wrong), and an administrator two-factor sign-in when AUTH_ADMIN_2FA_REQUIRED (403). The
+    key is in this answer only: it is stored as a digest and cannot be shown
     again. Every key of the account is revoked when its password is changed or reset."""
     response.headers["Cache-Control"] = "no-store"
+    await two_factor.ensure_not_required(principal.id, principal.role)
     return await service.create(user_id=principal.id, data=body, client=client)
 
 

@@ -18,7 +18,10 @@ from app.core.security import hash_token
 from app.modules.auth.api_keys.models import ApiKey
 from app.modules.auth.api_keys.repository import LAST_USED_PRECISION, ApiKeyRepository
 from app.modules.auth.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
-from app.modules.users import UsersDirectory, UsersGateway
+from app.modules.auth.two_factor.config import load_two_factor_settings
+from app.modules.auth.two_factor.repositories import TwoFactorRepository
+from app.modules.auth.two_factor.services import ADMIN_2FA_MISSING
+from app.modules.users import Role, UsersDirectory, UsersGateway
 
 KEY_PREFIX = "ak_"
 LOOKUP_BYTES = 8  # 16 hex digits after the prefix: the part stored in the clear
@@ -107,12 +110,14 @@ class ApiKeyService:
 
 
 class ApiKeyVerifier:
-    """Who a key stands for now: a usable key (not revoked, not expired) of a live account.
+    """Who a key stands for now: a usable key (not revoked, not expired) of a live account;
+    an administrator's only with two-factor sign-in on when AUTH_ADMIN_2FA_REQUIRED (403).
     One connection: the key, then its owner; its last use is recorded at most once a minute."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
         self.keys = ApiKeyRepository()
+        self.two_factor = TwoFactorRepository()
 
     async def authenticate(self, token: str) -> Principal | None:
         now = utcnow()
@@ -123,6 +128,13 @@ class ApiKeyVerifier:
             user = await UsersDirectory(connection).get(key["user_id"])
             if user is None:
                 return None
+            # Only an administrator's key pays for this read, and only when it is required.
+            if (
+                user.role is Role.ADMIN
+                and load_two_factor_settings().admin_2fa_required
+                and not await self.two_factor.is_enabled(connection, user_id=user.id)
+            ):
+                raise Forbidden(ADMIN_2FA_MISSING)
             last_used = key["last_used_at"]
             if last_used is None or now - last_used >= LAST_USED_PRECISION:
                 await self.keys.touch(connection, key_id=key["id"], now=now)

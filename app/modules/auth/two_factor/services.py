@@ -34,6 +34,9 @@ RECOVERY_CODE_COUNT = 10
 CHALLENGE_TYPES = {"totp": "2fa", "enrol": "2fa_enrol"}
 INVALID_CHALLENGE = "Invalid or expired sign-in challenge: sign in again"
 WRONG_CODE = "The code is wrong or was already used"
+ADMIN_2FA_MISSING = (
+    "Administrators must use two-factor sign-in here: sign in again with your password to enrol"
+)
 _TOTP_CODE = re.compile(r"^\d{6}$")
 
 
@@ -84,6 +87,16 @@ class TwoFactorService:
         if self.settings.admin_2fa_required and user.role is Role.ADMIN:
             return self._challenge(user, "enrol")
         return None
+
+    async def ensure_not_required(self, user_id: uuid.UUID, role: str) -> None:
+        """403 for an administrator without two-factor sign-in when AUTH_ADMIN_2FA_REQUIRED:
+        what a sign-in would refuse them (a new session, a key) is refused on every path."""
+        if (
+            self.settings.admin_2fa_required
+            and role == Role.ADMIN
+            and not await self.secrets.is_enabled(self.session, user_id=user_id)
+        ):
+            raise Forbidden(ADMIN_2FA_MISSING)
 
     def _challenge(self, user: UserDTO, method: str) -> SecondFactorRequired:
         ttl = self.settings.two_factor_challenge_ttl_seconds
