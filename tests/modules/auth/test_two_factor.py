@@ -198,9 +198,36 @@ async def test_codes_are_rate_limited_per_account(
     for _ in range(3):
         assert (await second_step(client, token, "999999")).status_code == 401
     clock.shift(STEP)
-    limited = await second_step(client, token, code_at(secret, START + STEP))
+    # The budget is the account's, not the challenge's: a new sign-in does not reset it.
+    limited = await second_step(client, await challenge(client), code_at(secret, START + STEP))
     assert limited.status_code == 429
     assert "retry-after" in limited.headers
+
+
+async def test_codes_have_a_long_window_budget_per_account_too(
+    clock: time_machine.Traveller,
+    client: AsyncClient,
+    user: User,
+    user_headers: Headers,
+    two_factor_settings: Callable[..., TwoFactorSettings],
+) -> None:
+    two_factor_settings(two_factor_rate_limit="100/minute", two_factor_hourly_rate_limit="4/hour")
+    secret, _ = await enrol(client, user_headers)  # one attempt, right: given back
+    elapsed = timedelta()
+    # A patient guesser: a few wrong codes, minutes apart, each with a new challenge.
+    for _ in range(4):
+        elapsed += timedelta(minutes=2)
+        clock.shift(timedelta(minutes=2))
+        assert (await second_step(client, await challenge(client), "999999")).status_code == 401
+    elapsed += STEP
+    clock.shift(STEP)
+    limited = await second_step(client, await challenge(client), code_at(secret, START + elapsed))
+    assert limited.status_code == 429
+    # The hour over, the owner's right code works.
+    elapsed += timedelta(hours=1)
+    clock.shift(timedelta(hours=1))
+    ok = await second_step(client, await challenge(client), code_at(secret, START + elapsed))
+    assert ok.status_code == 200, ok.text
 
 
 async def test_challenges_are_checked(

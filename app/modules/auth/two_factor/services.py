@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import utcnow
 from app.core.errors import Conflict, Forbidden, Unauthorized
-from app.core.ratelimit import RateLimiter
+from app.core.ratelimit import RateLimiter, RateLimitState
 from app.core.security import InvalidToken, decode_jwt, encode_jwt, hash_token
 from app.modules.auth.config import AuthSettings
 from app.modules.auth.two_factor.config import TwoFactorSettings
@@ -144,14 +144,9 @@ class TwoFactorService:
     # --- codes -----------------------------------------------------------------------------
 
     async def _spend_code(self, user_id: uuid.UUID, code: str, *, recovery_allowed: bool) -> bool:
-        """Counted before it is checked (429 past AUTH_TWO_FACTOR_RATE_LIMIT per account);
+        """Counted before it is checked (429 past either per-account budget);
         a TOTP code is accepted once, a recovery code used up. The right one is given back."""
-        attempt = await self.limiter.hit(
-            key=f"user:{user_id}",
-            limit=self.settings.two_factor_rate_limit,
-            scope="auth.2fa",
-            fail_open=self.limiter.credentials_fail_open,
-        )
+        attempt = await self._spend_attempt(user_id)
         now = utcnow()
         row = await self.secrets.lock(self.session, user_id=user_id)
         ok = False
@@ -168,8 +163,31 @@ class TwoFactorService:
         if not ok:
             security_log.warning("second_factor_failed", security_event=True, user_id=str(user_id))
             return False
-        await self.limiter.refund(attempt)
+        await self._refund_attempt(attempt)
         return True
+
+    async def _spend_attempt(self, user_id: uuid.UUID) -> tuple[RateLimitState, ...]:
+        """Count a code attempt against both of the account's budgets (429 when one is spent):
+        AUTH_TWO_FACTOR_RATE_LIMIT, and the longer AUTH_TWO_FACTOR_HOURLY_RATE_LIMIT."""
+        budgets = (
+            ("auth.2fa", self.settings.two_factor_rate_limit),
+            ("auth.2fa.long", self.settings.two_factor_hourly_rate_limit),
+        )
+        return tuple(
+            [
+                await self.limiter.hit(
+                    key=f"user:{user_id}",
+                    limit=limit,
+                    scope=scope,
+                    fail_open=self.limiter.credentials_fail_open,
+                )
+                for scope, limit in budgets
+            ]
+        )
+
+    async def _refund_attempt(self, attempt: tuple[RateLimitState, ...]) -> None:
+        for state in attempt:
+            await self.limiter.refund(state)
 
     @staticmethod
     def _accept_step(row: TwoFactor, code: str, now: datetime) -> bool:
@@ -212,12 +230,7 @@ class TwoFactorService:
 
     async def confirm(self, user_id: uuid.UUID, code: str) -> list[str]:
         """Turn two-factor on with a first code from the app; the recovery codes, shown once."""
-        attempt = await self.limiter.hit(
-            key=f"user:{user_id}",
-            limit=self.settings.two_factor_rate_limit,
-            scope="auth.2fa",
-            fail_open=self.limiter.credentials_fail_open,
-        )
+        attempt = await self._spend_attempt(user_id)
         row = await self.secrets.lock(self.session, user_id=user_id)
         if row is None or row.confirmed_at is not None:
             raise Conflict("No enrolment is waiting for a code: start one first")
@@ -232,7 +245,7 @@ class TwoFactorService:
             hashes=[hash_token(_normalise_recovery(code)) for code in codes],
         )
         await self.session.commit()
-        await self.limiter.refund(attempt)
+        await self._refund_attempt(attempt)
         security_log.info("two_factor_enabled", security_event=True, user_id=str(user_id))
         return codes
 
