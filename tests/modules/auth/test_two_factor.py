@@ -164,10 +164,32 @@ async def test_one_step_of_clock_skew_either_way_and_no_more(
     assert (await second_step(client, token, code_at(secret, now + 2 * STEP))).status_code == 401
     behind = await second_step(client, token, code_at(secret, now - STEP))
     assert behind.status_code == 200
-    ahead = await second_step(client, token, code_at(secret, now + STEP))
+    ahead = await second_step(client, await challenge(client), code_at(secret, now + STEP))
     assert ahead.status_code == 200
     # A later step was accepted: an earlier one, still inside the window, is now refused.
-    assert (await second_step(client, token, code_at(secret, now))).status_code == 401
+    current = await second_step(client, await challenge(client), code_at(secret, now))
+    assert current.status_code == 401
+    assert current.json()["detail"] == "The code is wrong or was already used"
+
+
+async def test_a_challenge_signs_in_once(
+    clock: time_machine.Traveller, client: AsyncClient, user: User, user_headers: Headers
+) -> None:
+    secret, codes = await enrol(client, user_headers)
+    token = await challenge(client)
+    clock.shift(STEP)
+    first = await second_step(client, token, code_at(secret, START + STEP))
+    assert first.status_code == 200, first.text
+    # The same challenge with another good code (a recovery code, a later step) is spent.
+    assert (await second_step(client, token, codes[0])).status_code == 401
+    clock.shift(STEP)
+    later = await second_step(client, token, code_at(secret, START + 2 * STEP))
+    assert later.status_code == 401
+    assert "sign in again" in later.json()["detail"]
+    # Neither code was used up by the refusals: both work with a new challenge.
+    assert (await second_step(client, await challenge(client), codes[0])).status_code == 200
+    fresh = await second_step(client, await challenge(client), code_at(secret, START + 2 * STEP))
+    assert fresh.status_code == 200
 
 
 async def test_recovery_codes_work_once_each(
@@ -331,6 +353,9 @@ async def test_administrators_must_enrol_when_required(
     )
     assert done.status_code == 200, done.text
     assert len(done.json()["recovery_codes"]) == 10
+    # The enrolment challenge signed in once: it starts no second enrolment.
+    reused = await client.post(f"{TWO_FA}/enrol/required", json={"challenge": body["challenge"]})
+    assert reused.status_code == 401
     me = await client.get(ME, headers=bearer(done.json()["tokens"]["access_token"]))
     assert me.status_code == 200
     assert me.json()["role"] == "admin"

@@ -123,7 +123,6 @@ async def confirm_required(
     """Finish the enrolment an administrator's sign-in required: the recovery codes (shown
     once) and, now that a second factor is on, the tokens."""
     _no_store(response)
-    user = await two_factor.challenged_user(body.challenge, method="enrol")
-    codes = await two_factor.confirm(user.id, body.code)
+    user, codes = await two_factor.complete_enrolment(body.challenge, body.code)
     tokens = transport.issue(response, await auth.sign_in(user))
     return EnrolledSignIn(recovery_codes=codes, tokens=tokens)

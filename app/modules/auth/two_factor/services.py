@@ -10,15 +10,18 @@ import re
 import secrets
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 import pyotp
 import segno
 import structlog
 from pyotp.exceptions import OTPVerificationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import utcnow
-from app.core.errors import Conflict, Forbidden, Unauthorized
+from app.core.errors import Conflict, Forbidden, ServiceUnavailable, Unauthorized
 from app.core.ratelimit import RateLimiter, RateLimitState
 from app.core.security import InvalidToken, decode_jwt, encode_jwt, hash_token
 from app.modules.auth.config import AuthSettings
@@ -37,7 +40,12 @@ WRONG_CODE = "The code is wrong or was already used"
 ADMIN_2FA_MISSING = (
     "Administrators must use two-factor sign-in here: sign in again with your password to enrol"
 )
+CHALLENGES_UNAVAILABLE = "Two-factor sign-in is unavailable right now"
 _TOTP_CODE = re.compile(r"^\d{6}$")
+
+
+def _spent_key(claims: dict[str, Any]) -> str:
+    return f"auth:2fa:spent:{claims.get('jti')}"
 
 
 def _matching_step(secret: str, code: str, now: datetime) -> int | None:
@@ -67,6 +75,7 @@ class TwoFactorService:
         secret_key: str,
         users: UsersGateway,
         limiter: RateLimiter,
+        redis: Redis,
     ) -> None:
         self.session = session
         self.settings = settings
@@ -74,6 +83,7 @@ class TwoFactorService:
         self.secret_key = secret_key
         self.users = users
         self.limiter = limiter
+        self.redis = redis
         self.secrets = TwoFactorRepository()
         self.recovery = RecoveryCodeRepository()
 
@@ -115,7 +125,12 @@ class TwoFactorService:
         return SecondFactorRequired(method=method, challenge=token, expires_in=ttl)
 
     async def challenged_user(self, challenge: str, *, method: str) -> UserDTO:
-        """The account a valid, unexpired challenge of `method` names, unchanged since; else 401."""
+        """The account a valid, unexpired, unspent challenge of `method` names, unchanged
+        since; else 401."""
+        user, _ = await self._challenged(challenge, method=method)
+        return user
+
+    async def _challenged(self, challenge: str, *, method: str) -> tuple[UserDTO, dict[str, Any]]:
         try:
             claims = decode_jwt(
                 challenge,
@@ -128,18 +143,48 @@ class TwoFactorService:
             raise Unauthorized(INVALID_CHALLENGE) from None
         if claims.get("typ") != CHALLENGE_TYPES[method]:
             raise Unauthorized(INVALID_CHALLENGE)
+        try:
+            spent = await self.redis.exists(_spent_key(claims))
+        except RedisError:
+            raise ServiceUnavailable(CHALLENGES_UNAVAILABLE) from None
         user = await self.users.get_by_id(user_id)
-        if user is None or not user.is_active or user.updated_at.isoformat() != claims.get("ver"):
+        if (
+            spent
+            or user is None
+            or not user.is_active
+            or user.updated_at.isoformat() != claims.get("ver")
+        ):
             raise Unauthorized(INVALID_CHALLENGE)
-        return user
+        return user, claims
+
+    async def _spend_challenge(self, claims: dict[str, Any]) -> None:
+        """Mark the challenge used until it expires (one sign-in per password check); 401 when
+        a concurrent request used it first."""
+        ttl = max(1, int(claims["exp"] - utcnow().timestamp()))
+        try:
+            first = await self.redis.set(_spent_key(claims), "1", nx=True, ex=ttl)
+        except RedisError:
+            raise ServiceUnavailable(CHALLENGES_UNAVAILABLE) from None
+        if not first:
+            raise Unauthorized(INVALID_CHALLENGE)
 
     async def complete(self, challenge: str, code: str) -> UserDTO:
         """The account, once the challenge and a code (TOTP or recovery) check out; the code
-        is spent in the caller's transaction (it commits when it issues the tokens)."""
-        user = await self.challenged_user(challenge, method="totp")
+        is spent in the caller's transaction (it commits when it issues the tokens), the
+        challenge in Redis: it signs in once."""
+        user, claims = await self._challenged(challenge, method="totp")
         if not await self._spend_code(user.id, code, recovery_allowed=True):
             raise Unauthorized(WRONG_CODE)
+        await self._spend_challenge(claims)
         return user
+
+    async def complete_enrolment(self, challenge: str, code: str) -> tuple[UserDTO, list[str]]:
+        """An administrator's required enrolment, confirmed with a first code: the account and
+        its recovery codes; the challenge is spent (it signs in once)."""
+        user, claims = await self._challenged(challenge, method="enrol")
+        codes = await self.confirm(user.id, code)
+        await self._spend_challenge(claims)
+        return user, codes
 
     # --- codes -----------------------------------------------------------------------------
 
