@@ -103,12 +103,18 @@ class TokenTransport:
         )
 
 
+def cookies_secure(request: Request, settings: Settings) -> bool:
+    """Whether the auth cookies (sessions, the social sign-in flow) are marked Secure: always,
+    but in development over plain http on the developer's own machine, where browsers would
+    drop them."""
+    url = request.url
+    local_http = url.scheme == "http" and url.hostname in LOCAL_HOSTS
+    return not (settings.app_env is Environment.DEVELOPMENT and local_http)
+
+
 async def get_token_transport(
     request: Request, settings: SettingsDep, auth_settings: AuthSettingsDep
 ) -> TokenTransport:
-    url = request.url
-    # Browsers drop Secure cookies over plain http; relaxed for a developer's own machine only.
-    local_http = url.scheme == "http" and url.hostname in LOCAL_HOSTS
     # The refresh cookie's path is the folder of the refresh route, wherever the sign-in
     # happened (password, second factor, social callback).
     refresh_path = request.app.url_path_for("refresh")
@@ -116,7 +122,7 @@ async def get_token_transport(
         settings=settings,
         auth_settings=auth_settings,
         auth_path=str(refresh_path).rsplit("/", 1)[0] or "/",
-        secure=not (settings.app_env is Environment.DEVELOPMENT and local_http),
+        secure=cookies_secure(request, settings),
     )
 
 

@@ -4,7 +4,7 @@ provider (and a GitHub stand-in) served on loopback (`oidc_provider.py`)."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from urllib.parse import parse_qs, urlparse
 
 import httpx
@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.config import Environment, Settings
 from app.modules.auth.social.config import (
     GOOGLE_DISCOVERY_URL,
     SocialSettings,
@@ -33,6 +34,16 @@ from tests.modules.conftest import Headers, bearer
 
 SOCIAL = "/api/v1/auth/social"
 ME = "/api/v1/users/me"
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    """A browser on https: the flow cookie is Secure, as everywhere but a developer's own
+    machine over plain http."""
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://test"
+    ) as browser:
+        yield browser
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +87,7 @@ async def at_provider(client: AsyncClient, name: str = "acme") -> str:
     assert "httponly" in start.headers["set-cookie"].lower()
     query = parse_qs(urlparse(start.headers["location"]).query)
     assert query["code_challenge_method"] == ["S256"]
-    assert query["redirect_uri"] == [f"http://test{SOCIAL}/{name}/callback"]
+    assert query["redirect_uri"] == [f"https://test{SOCIAL}/{name}/callback"]
     async with httpx.AsyncClient() as browser:
         consent = await browser.get(start.headers["location"])
     assert consent.status_code == 302, consent.text
@@ -310,3 +321,29 @@ async def test_the_calls_to_the_provider_are_spans_of_the_sign_in_trace(
         span = spans[f"social acme {step}"]
         assert span.kind is trace.SpanKind.CLIENT
         assert span.status.status_code is not trace.StatusCode.ERROR
+
+
+@pytest.mark.parametrize(
+    ("environment", "base_url", "secure"),
+    [
+        (Environment.DEVELOPMENT, "http://localhost:8000", False),
+        (Environment.DEVELOPMENT, "http://dev.example.com", True),
+        (Environment.TEST, "http://test", True),
+        (Environment.PRODUCTION, "https://api.example.com", True),
+    ],
+)
+async def test_the_flow_cookie_is_secure_as_the_session_cookies_are(
+    app: FastAPI,
+    provider: Provider,
+    app_settings: Callable[..., Settings],
+    environment: Environment,
+    base_url: str,
+    secure: bool,
+) -> None:
+    app_settings(app_env=environment)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=base_url
+    ) as browser:
+        start = await browser.get(f"{SOCIAL}/acme/authorize")
+    assert start.status_code == 302, start.text
+    assert ("secure" in start.headers["set-cookie"].lower()) is secure
