@@ -54,12 +54,20 @@ def _provider() -> Iterator[Provider]:
 
 @pytest.fixture
 def provider(app: FastAPI, _provider: Provider) -> Iterator[Provider]:
-    """The provider, configured as `acme` (OpenID Connect by discovery) and as `github`."""
+    """The provider, configured as `acme` (OpenID Connect by discovery, trusted to link by
+    address), as `corp` (the same, not trusted to) and as `github`."""
     base = _provider.base_url
     settings = SocialSettings(
         _env_file=None,
         social_providers={
             "acme": {
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "discovery_url": f"{base}/.well-known/openid-configuration",
+                "link_by_email": True,
+            },
+            # The same issuer, trusted with no address (the default for an OIDC issuer).
+            "corp": {
                 "client_id": CLIENT_ID,
                 "client_secret": CLIENT_SECRET,
                 "discovery_url": f"{base}/.well-known/openid-configuration",
@@ -135,6 +143,22 @@ async def test_a_verified_address_links_the_existing_account(
     assert linked is not None
     assert linked.user_id == user.id
     assert linked.provider == "acme"
+
+
+async def test_an_issuer_not_trusted_with_addresses_links_no_existing_account(
+    client: AsyncClient, provider: Provider, user: User, session: AsyncSession
+) -> None:
+    provider.account.email = "alice@example.com"
+    refused = await sign_in(client, "corp")
+    assert refused.status_code == 409
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "sign in with your password" in refused.json()["detail"]
+    assert await session.scalar(select(func.count()).select_from(SocialIdentity)) == 0
+    # A new address still makes a new account.
+    provider.account.email = "dave@example.com"
+    me = (await client.get(ME, headers=headers_of(await sign_in(client, "corp")))).json()
+    assert me["email"] == "dave@example.com"
+    assert me["id"] != str(user.id)
 
 
 async def test_an_unverified_address_takes_over_nothing_and_creates_nothing(
@@ -260,6 +284,21 @@ def test_provider_settings() -> None:
     assert settings.social_providers["google"].discovery_url == GOOGLE_DISCOVERY_URL
     assert settings.social_providers["github"].kind == "github"
     assert settings.social_providers["github"].api_base_url == "https://api.github.com/"
+    # Google and GitHub link by a verified address unless told not to; other issuers do not.
+    assert settings.social_providers["google"].link_by_email is True
+    assert settings.social_providers["github"].link_by_email is True
+    corp = {"client_id": "id", "discovery_url": "https://id.example.com/.well-known/x"}
+    untrusted = SocialSettings(
+        _env_file=None,
+        social_providers={
+            "corp": corp,
+            "trusted": {**corp, "link_by_email": True},
+            "google": {"client_id": "id", "link_by_email": False},
+        },
+    )
+    assert untrusted.social_providers["corp"].link_by_email is False
+    assert untrusted.social_providers["trusted"].link_by_email is True
+    assert untrusted.social_providers["google"].link_by_email is False
     with pytest.raises(ValidationError, match="discovery_url"):
         SocialSettings(_env_file=None, social_providers={"corp": {"client_id": "id"}})
 

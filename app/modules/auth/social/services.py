@@ -8,7 +8,9 @@ CSRF) is refused. No provider is called while a database connection is held.
 
 Accounts: a provider identity already linked signs in as its account. Otherwise the provider
 must vouch for the address (OIDC `email_verified`, GitHub's /user/emails `verified`): then an
-account with that address is linked, or a new verified account made. An address the provider
+account with that address is linked (only for a provider with `link_by_email`: Google and
+GitHub by default, a generic OIDC issuer only when configured so; else 409), or a new
+verified account made. An address the provider
 did not verify takes over nothing and creates nothing.
 """
 
@@ -46,6 +48,12 @@ INVALID_STATE = "This sign-in is invalid, expired or was started in another brow
 UNVERIFIED_EMAIL = (
     "The provider has not verified this email address: verify it there, or sign in with "
     "your password"
+)
+
+
+NOT_LINKED_BY_EMAIL = (
+    "An account with this address already exists, and this provider is not trusted to sign "
+    "in to it by address: sign in with your password"
 )
 
 
@@ -243,6 +251,15 @@ class SocialService:
             )
             raise Forbidden(UNVERIFIED_EMAIL)
         user = await self.users.get_by_email(identity.email)
+        if user is not None and not self.settings.social_providers[name].link_by_email:
+            # Not every issuer checks that its user owns the address it vouches for.
+            security_log.warning(
+                "social_link_by_email_refused",
+                security_event=True,
+                provider=name,
+                user_id=str(user.id),
+            )
+            raise Conflict(NOT_LINKED_BY_EMAIL)
         if user is not None and not user.is_verified:
             # Whoever registered the address never proved it: linking would hand them the
             # provider's sign-in (account pre-hijacking).
