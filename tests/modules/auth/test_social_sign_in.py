@@ -386,3 +386,27 @@ async def test_the_flow_cookie_is_secure_as_the_session_cookies_are(
         start = await browser.get(f"{SOCIAL}/acme/authorize")
     assert start.status_code == 302, start.text
     assert ("secure" in start.headers["set-cookie"].lower()) is secure
+
+
+async def test_what_we_cannot_store_or_read_from_a_provider_is_a_problem_not_a_500(
+    client: AsyncClient, provider: Provider, session: AsyncSession
+) -> None:
+    provider.account.sub = "s" * 256
+    too_long = await sign_in(client)
+    assert too_long.status_code == 400
+    assert "too long" in too_long.json()["detail"]
+    provider.reset()
+    provider.account.email = "c" * 310 + "@example.com"
+    assert (await sign_in(client)).status_code == 400
+    # GitHub's /user/emails answering something else than a list of addresses.
+    provider.reset()
+    provider.account.sub = "4242"
+    provider.github_emails_reply = {"message": "rate limited"}
+    odd = await sign_in(client, "github")
+    assert odd.status_code == 502, odd.text
+    assert odd.headers["content-type"] == "application/problem+json"
+    # Entries that are no addresses vouch for none: the profile's address is unverified.
+    provider.github_emails_reply = ["not-an-entry", {"verified": True}]
+    unverified = await sign_in(client, "github")
+    assert unverified.status_code == 403, unverified.text
+    assert await session.scalar(select(func.count()).select_from(User)) == 0

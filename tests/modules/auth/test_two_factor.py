@@ -3,7 +3,7 @@ recovery codes, disabling, and administrators required to enrol."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +15,7 @@ from httpx import AsyncClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.modules.auth.two_factor import services as two_factor_services
 from app.modules.auth.two_factor.config import (
     TwoFactorSettings,
     get_two_factor_settings,
@@ -413,3 +414,27 @@ async def test_an_administrator_without_two_factor_keeps_no_session_or_key_when_
     assert (await client.post(KEYS, json=key_body, headers=headers)).status_code == 201
     refreshed = await client.post(REFRESH, json={"refresh_token": tokens["refresh_token"]})
     assert refreshed.status_code == 200
+
+
+async def test_two_accounts_may_draw_the_same_recovery_codes(
+    clock: time_machine.Traveller,
+    client: AsyncClient,
+    user: User,
+    user_headers: Headers,
+    make_user: Callable[..., Awaitable[User]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 40 random bits each: rare, but over many accounts it happens; it is no error.
+    drawn = iter([f"{n:05x}-00000" for n in range(10)] * 2)
+    monkeypatch.setattr(two_factor_services, "_new_recovery_code", lambda: next(drawn))
+    await make_user(email="bob@example.com", username="bob")
+    bob_headers = bearer((await login(client, "bob"))["access_token"])
+    _, alice_codes = await enrol(client, user_headers)
+    _, bob_codes = await enrol(client, bob_headers)
+    assert alice_codes == bob_codes
+    # Each account spends its own.
+    assert (await second_step(client, await challenge(client), alice_codes[0])).status_code == 200
+    assert (
+        await second_step(client, await challenge(client, "bob"), bob_codes[0])
+    ).status_code == 200
+    assert (await client.get(TWO_FA, headers=bob_headers)).json()["recovery_codes_left"] == 9

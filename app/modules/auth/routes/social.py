@@ -77,7 +77,7 @@ async def social_authorize(
     "/{provider}/callback",
     name="social_callback",
     response_model=TokenPair | BrowserSession | SecondFactorRequired,
-    responses=problems(400, 403, 404, 409, 503),
+    responses=problems(400, 403, 404, 409, 502, 503),
 )
 async def social_callback(
     provider: str,
