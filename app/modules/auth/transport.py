@@ -2,14 +2,18 @@
 clients, in cookies for browsers, or both.
 
 Browser sessions get three cookies:
-- `refresh_token`: HttpOnly, Secure, SameSite=Lax, Path=<the auth routes>: sent only to
-  refresh and logout, never readable by a script;
-- `access_token`: HttpOnly, Secure, SameSite=Lax, Path=/: core reads it (`app.core.auth`);
-  no script can read it either, so an XSS can use the session while the page is open but
-  cannot carry its tokens away;
-- `csrf_token`: readable (not HttpOnly), signed for the session (`app.core.csrf`); the page
-  sends it back in `X-CSRF-Token` on state-changing requests. It is in the response body too,
-  for a page on another host, which cannot read the API's cookies.
+- `__Secure-refresh_token`: HttpOnly, Secure, SameSite=Lax, Path=<the auth routes>: sent
+  only to refresh and logout, never readable by a script;
+- `__Host-access_token`: HttpOnly, Secure, SameSite=Lax, Path=/: core reads it
+  (`app.core.auth`); no script can read it either, so an XSS can use the session while the
+  page is open but cannot carry its tokens away;
+- `__Host-csrf_token`: readable (not HttpOnly), signed for the session (`app.core.csrf`); the
+  page sends it back in `X-CSRF-Token` on state-changing requests. It is in the response body
+  too, for a page on another host, which cannot read the API's cookies.
+
+The prefixes make browsers refuse such cookies from anywhere but a secure page of this host
+(`__Host-`; the refresh cookie's path rules that one out, so `__Secure-`). Where cookies are
+not Secure (development over http on localhost) the names are bare.
 
 Tokens travel back the way they came: a refresh token presented in a cookie is answered with
 cookies only, never with tokens a script could read.
@@ -20,10 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Cookie, Depends, Header, Request, Response
+from fastapi import Depends, Header, Request, Response
 
-from app.core.auth import ACCESS_COOKIE
-from app.core.config import AuthTransport, Environment, Settings, SettingsDep
+from app.core.auth import ACCESS_COOKIE, cookie_name, cookies_secure
+from app.core.config import AuthTransport, Settings, SettingsDep
 from app.core.csrf import CSRF_COOKIE, CSRF_HEADER, double_submitted, new_csrf_token
 from app.core.errors import Forbidden, Unauthorized
 from app.modules.auth.authenticator import read_access_token
@@ -31,7 +35,11 @@ from app.modules.auth.config import AuthSettings, AuthSettingsDep
 from app.modules.auth.schemas import BrowserSession, RefreshIn, TokenPair
 
 REFRESH_COOKIE = "refresh_token"
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def refresh_cookie_name(*, secure: bool) -> str:
+    """`__Host-` needs Path=/, and this cookie goes to the auth routes only."""
+    return f"__Secure-{REFRESH_COOKIE}" if secure else REFRESH_COOKIE
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +66,11 @@ class TokenTransport:
         if claims is None:  # we signed it a moment ago
             raise RuntimeError("a freshly issued access token does not verify")
         csrf = new_csrf_token(self.settings.secret_key, claims.session_id)
-        self._set(response, ACCESS_COOKIE, pair.access_token, "/", pair.expires_in)
+        self._set(response, self._access, pair.access_token, "/", pair.expires_in)
         self._set(
-            response, REFRESH_COOKIE, pair.refresh_token, self.auth_path, pair.refresh_expires_in
+            response, self._refresh, pair.refresh_token, self.auth_path, pair.refresh_expires_in
         )
-        self._set(response, CSRF_COOKIE, csrf, "/", pair.refresh_expires_in, http_only=False)
+        self._set(response, self._csrf, csrf, "/", pair.refresh_expires_in, http_only=False)
         if cookies_only or self.settings.auth_transport is AuthTransport.COOKIE:
             return BrowserSession(
                 expires_in=pair.expires_in,
@@ -76,17 +84,29 @@ class TokenTransport:
         if not self.cookies:
             return
         for name, path in (
-            (ACCESS_COOKIE, "/"),
-            (REFRESH_COOKIE, self.auth_path),
-            (CSRF_COOKIE, "/"),
+            (self._access, "/"),
+            (self._refresh, self.auth_path),
+            (self._csrf, "/"),
         ):
             response.delete_cookie(
                 name,
                 path=path,
                 secure=self.secure,
-                httponly=name != CSRF_COOKIE,
+                httponly=name != self._csrf,
                 samesite="lax",
             )
+
+    @property
+    def _access(self) -> str:
+        return cookie_name(ACCESS_COOKIE, secure=self.secure)
+
+    @property
+    def _refresh(self) -> str:
+        return refresh_cookie_name(secure=self.secure)
+
+    @property
+    def _csrf(self) -> str:
+        return cookie_name(CSRF_COOKIE, secure=self.secure)
 
     def _set(
         self, response: Response, name: str, value: str, path: str, max_age: int, *,
@@ -101,15 +121,6 @@ class TokenTransport:
             httponly=http_only,
             samesite="lax",
         )
-
-
-def cookies_secure(request: Request, settings: Settings) -> bool:
-    """Whether the auth cookies (sessions, the social sign-in flow) are marked Secure: always,
-    but in development over plain http on the developer's own machine, where browsers would
-    drop them."""
-    url = request.url
-    local_http = url.scheme == "http" and url.hostname in LOCAL_HOSTS
-    return not (settings.app_env is Environment.DEVELOPMENT and local_http)
 
 
 async def get_token_transport(
@@ -163,16 +174,18 @@ class PresentedRefreshToken:
 
 
 async def get_presented_refresh_token(
+    request: Request,
     settings: SettingsDep,
     body: RefreshIn | None = None,
-    refresh_cookie: Annotated[str | None, Cookie(alias=REFRESH_COOKIE)] = None,
-    csrf_cookie: Annotated[str | None, Cookie(alias=CSRF_COOKIE)] = None,
     csrf_header: Annotated[str | None, Header(alias=CSRF_HEADER)] = None,
 ) -> PresentedRefreshToken:
     """The refresh token from the body (bearer clients) or from its cookie, which, like every
     cookie-authenticated change, needs the CSRF token in `X-CSRF-Token` (else 403); that it is
     signed for the refresh token's session is checked once the token is found."""
     transport = settings.auth_transport
+    secure = cookies_secure(request, settings)
+    refresh_cookie = request.cookies.get(refresh_cookie_name(secure=secure))
+    csrf_cookie = request.cookies.get(cookie_name(CSRF_COOKIE, secure=secure))
     if body is not None:
         if transport is AuthTransport.COOKIE:
             raise Unauthorized("Refresh tokens travel in the session cookie here")

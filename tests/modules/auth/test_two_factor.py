@@ -141,10 +141,10 @@ async def test_enrol_confirm_then_sign_in_takes_a_code_once(
     # A browser gets the same session cookies as from a one-step sign-in (AUTH_TRANSPORT=both):
     # the refresh cookie goes to the refresh route's folder, not the second step's.
     cookies = tokens.headers.get_list("set-cookie")
-    [refresh_cookie] = [line for line in cookies if line.startswith("refresh_token=")]
+    [refresh_cookie] = [line for line in cookies if line.startswith("__Secure-refresh_token=")]
     assert "Path=/api/v1/auth;" in refresh_cookie
     assert "HttpOnly" in refresh_cookie
-    assert any(line.startswith("access_token=") for line in cookies)
+    assert any(line.startswith("__Host-access_token=") for line in cookies)
     me = await client.get(ME, headers=bearer(tokens.json()["access_token"]))
     assert me.status_code == 200
     assert me.json()["username"] == "alice"

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Cookie, Depends, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
+from app.core.auth import cookies_secure
 from app.core.config import SettingsDep
 from app.core.db import DBSession
 from app.core.errors import problems
@@ -16,7 +17,7 @@ from app.modules.auth.routes.v1 import _no_store
 from app.modules.auth.schemas import BrowserSession, TokenPair
 from app.modules.auth.social.config import SocialSettingsDep
 from app.modules.auth.social.services import SocialService, SocialSignInFailed
-from app.modules.auth.transport import TokenTransportDep, cookies_secure
+from app.modules.auth.transport import TokenTransportDep
 from app.modules.auth.two_factor.schemas import SecondFactorRequired
 from app.modules.users import UsersGatewayDep
 
