@@ -27,7 +27,7 @@ from typing import Annotated, Any, Protocol
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import APIKeyCookie, APIKeyHeader, OAuth2PasswordBearer
 
-from app.core.config import AuthTransport, Settings, SettingsDep
+from app.core.config import AuthTransport, Environment, Settings, SettingsDep
 from app.core.csrf import CSRF_COOKIE, CSRF_HEADER, SAFE_METHODS, csrf_valid
 from app.core.db import Database
 from app.core.errors import Forbidden, Unauthorized
@@ -37,6 +37,22 @@ from app.core.request_context import set_user_id
 TOKEN_URL = "/api/v1/auth/login"  # noqa: S105
 ACCESS_COOKIE = "access_token"
 API_KEY_HEADER = "X-API-Key"
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def cookies_secure(request: Request, settings: Settings) -> bool:
+    """Whether the session cookies are Secure (and `__Host-` named): always, but in
+    development over plain http on the developer's own machine, where browsers would drop
+    them."""
+    url = request.url
+    local_http = url.scheme == "http" and url.hostname in LOCAL_HOSTS
+    return not (settings.app_env is Environment.DEVELOPMENT and local_http)
+
+
+def cookie_name(name: str, *, secure: bool) -> str:
+    """`__Host-<name>` for a Secure cookie of Path=/: a browser takes it only from a secure
+    page of this very host, so a sibling subdomain or a plain-http page cannot plant one."""
+    return f"__Host-{name}" if secure else name
 
 
 class Scope(enum.StrEnum):
@@ -93,7 +109,9 @@ access_cookie = APIKeyCookie(
     auto_error=False,
     description=(
         "The browser session's HttpOnly access cookie, set by the login (AUTH_TRANSPORT cookie "
-        f"or both). State-changing requests also send the CSRF token in `{CSRF_HEADER}`."
+        f"or both); named `__Host-{ACCESS_COOKIE}` wherever it is Secure (everywhere but "
+        "development over http on localhost). State-changing requests also send the CSRF "
+        f"token in `{CSRF_HEADER}`."
     ),
 )
 
@@ -148,7 +166,6 @@ async def get_current_principal(
     # each authenticated request (docs/performance.md). The settings are the app's own.
     settings: Settings = request.app.state.settings
     api_key = request.headers.get(API_KEY_HEADER)
-    cookie = request.cookies.get(ACCESS_COOKIE)
     transport = settings.auth_transport
     unsafe = request.method not in SAFE_METHODS
     if token:
@@ -160,19 +177,8 @@ async def get_current_principal(
         principal = await authenticator.authenticate(api_key)
         if principal is not None and principal.api_key_id is None:
             principal = None  # the header carries keys, not access tokens
-    elif cookie and transport is not AuthTransport.BEARER:
-        principal = await authenticator.authenticate(cookie)
-        session_id = None if principal is None else principal.session_id
-        if session_id is None:
-            principal = None  # the cookie carries a session's access token, nothing else
-        elif unsafe and not csrf_valid(
-            settings.secret_key,
-            session_id,
-            cookie=request.cookies.get(CSRF_COOKIE),
-            header=request.headers.get(CSRF_HEADER),
-        ):
-            # The cookie came alone: a cross-site form or a script of another origin sent it.
-            raise Forbidden("Missing or wrong CSRF token")
+    elif transport is not AuthTransport.BEARER:
+        principal = await _from_cookie(request, settings, authenticator, unsafe=unsafe)
     else:
         raise Unauthorized("Not authenticated")
     if principal is None or not principal.is_active:
@@ -182,6 +188,29 @@ async def get_current_principal(
         raise Forbidden(f"This API key lacks the {needed} scope")
     request.state.principal = principal  # rate limits count per account from here on
     set_user_id(str(principal.id))  # error reports name the account
+    return principal
+
+
+async def _from_cookie(
+    request: Request, settings: Settings, authenticator: Authenticator, *, unsafe: bool
+) -> Principal | None:
+    """The session of the access cookie (401 without one); an unsafe method also needs the
+    session's CSRF token (403)."""
+    secure = cookies_secure(request, settings)
+    cookie = request.cookies.get(cookie_name(ACCESS_COOKIE, secure=secure))
+    if not cookie:
+        raise Unauthorized("Not authenticated")
+    principal = await authenticator.authenticate(cookie)
+    if principal is None or principal.session_id is None:
+        return None  # the cookie carries a session's access token, nothing else
+    if unsafe and not csrf_valid(
+        settings.secret_key,
+        principal.session_id,
+        cookie=request.cookies.get(cookie_name(CSRF_COOKIE, secure=secure)),
+        header=request.headers.get(CSRF_HEADER),
+    ):
+        # The cookie came alone: a cross-site form or a script of another origin sent it.
+        raise Forbidden("Missing or wrong CSRF token")
     return principal
 
 

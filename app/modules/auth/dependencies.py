@@ -9,6 +9,7 @@ from fastapi import Depends
 from app.core.config import SettingsDep
 from app.core.db import DBSession
 from app.core.ratelimit import RateLimits
+from app.core.redis import RedisClient
 from app.modules.auth.config import AuthSettingsDep
 from app.modules.auth.services import AuthService
 from app.modules.auth.two_factor.config import TwoFactorSettingsDep
@@ -23,6 +24,7 @@ async def get_two_factor_service(
     app_settings: SettingsDep,
     users: UsersGatewayDep,
     limiter: RateLimits,
+    redis: RedisClient,
 ) -> TwoFactorService:
     return TwoFactorService(
         session=session,
@@ -31,6 +33,7 @@ async def get_two_factor_service(
         secret_key=app_settings.secret_key,
         users=users,
         limiter=limiter,
+        redis=redis,
     )
 
 

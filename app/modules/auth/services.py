@@ -15,12 +15,14 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.csrf import csrf_valid
 from app.core.db import utcnow
 from app.core.errors import AppError, Forbidden, Unauthorized
 from app.core.outbox import enqueue
 from app.core.ratelimit import RateLimiter
 from app.core.security import encode_jwt, hash_token, new_opaque_token
 from app.core.sessions import SignInSession, SignInSessions
+from app.modules.auth.api_keys.service import ApiKeyService
 from app.modules.auth.authenticator import ACCESS_TOKEN_TYPE
 from app.modules.auth.config import AuthSettings
 from app.modules.auth.mail import AccountMail, send_account_mail
@@ -248,16 +250,21 @@ class AuthService:
             refresh_expires_in=max(0, int((refresh_expires - now).total_seconds())),
         )
 
-    async def refresh(self, *, refresh_token: str) -> TokenPair:
+    async def refresh(self, *, refresh_token: str, csrf_token: str | None = None) -> TokenPair:
         """Rotate: the presented token is spent, a new one of the same session issued and the
         session's idle deadline pushed forward (never past its absolute end). A token that
-        was already rotated means it leaked: the whole session ends."""
+        was already rotated means it leaked: the whole session ends. A refresh token that came
+        in a cookie comes with `csrf_token`, which must be signed for its session (else 403)."""
         invalid = Unauthorized("Invalid or expired refresh token")
         found = await self.refresh_tokens.get_by_hash(
             self.session, token_hash=hash_token(refresh_token)
         )
         if found is None:
             raise invalid
+        if csrf_token is not None and not csrf_valid(
+            self.secret_key, found.session_id, cookie=csrf_token, header=csrf_token
+        ):
+            raise Forbidden("Missing or wrong CSRF token")
         now = utcnow()
         # The session first, locked: every end of it (logout, reuse, a password change)
         # either committed before and is seen here, or waits for this rotation and ends the
@@ -283,6 +290,8 @@ class AuthService:
         if user is None or not user.is_active:
             await self._end_session(signed_in.id, row.user_id, now=now)
             raise invalid
+        # A session from before AUTH_ADMIN_2FA_REQUIRED was turned on lives no longer.
+        await self.two_factor.ensure_not_required(user.id, user.role)
         row.rotated_at = now
         self.sessions.renew(signed_in, idle=self.settings.session_idle_timeout, now=now)
         return await self._issue(user, signed_in, now=now)
@@ -311,8 +320,9 @@ class AuthService:
         if not user.is_active:
             raise InvalidActionToken(INVALID_LINK)
         # Hashed before anything is locked or written; then, in one transaction, the new hash,
-        # the spent token, the end of every session and the notice to the address.
+        # the spent token, the end of every session and API key and the notice to the address.
         await self.users.set_password(user.id, new_password)
         await self._spend(row)
+        await ApiKeyService(self.session).revoke_all(user_id=user.id)
         await self.session.commit()
         security_log.info("password_reset", security_event=True, user_id=str(user.id))

@@ -48,6 +48,8 @@ class Provider:
     nonce: str | None = None
     # False: the address is in userinfo only (as some issuers do).
     email_in_id_token: bool = True
+    # Not None: what /user/emails answers instead of the list GitHub's API documents.
+    github_emails_reply: Any = None
     key: RSAKey = field(
         default_factory=lambda: RSAKey.generate_key(2048, {"kid": "test-key"}, private=True)
     )
@@ -56,6 +58,7 @@ class Provider:
 
     def reset(self) -> None:
         self.account, self.nonce, self.email_in_id_token = Account(), None, True
+        self.github_emails_reply = None
         self.codes.clear()
         self.tokens.clear()
 
@@ -161,6 +164,8 @@ class Provider:
         account = self._bearer(request)
         if account is None:
             return JSONResponse({"message": "Bad credentials"}, status_code=401)
+        if self.github_emails_reply is not None:
+            return JSONResponse(self.github_emails_reply)
         emails = [{"email": "old@example.net", "primary": False, "verified": False}]
         if account.email is not None:
             emails.append(

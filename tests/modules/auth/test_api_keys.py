@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import time_machine
+from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,19 +18,23 @@ from app.core.config import AuthTransport
 from app.modules.auth.api_keys.models import ApiKey
 from app.modules.auth.api_keys.service import MAX_LIVE_KEYS
 from app.modules.users.models import User
-from tests.conftest import Services
+from tests.conftest import MailOutbox, Services
 from tests.factories.users import DEFAULT_PASSWORD
-from tests.modules.conftest import Headers, app_with, bearer
-from tests.support import http_client
+from tests.modules.conftest import Headers, app_with, bearer, token_from_link
+from tests.support import http_client, queued_work_done
 
 KEYS = "/api/v1/auth/api-keys"
+NEW_PASSWORD = "a-new-long-password-1"
 ME = "/api/v1/users/me"
+ORGS = "/api/v1/organizations"
+TWO_FA = "/api/v1/auth/2fa"
+PASSWORD = {"current_password": DEFAULT_PASSWORD}
 
 
 async def _create(
     client: AsyncClient, headers: Headers, *, scopes: list[str] | None = None, **extra: Any
 ) -> dict[str, Any]:
-    body = {"name": "ci deploy", "scopes": scopes or ["read", "write"], **extra}
+    body = {"name": "ci deploy", "scopes": scopes or ["read", "write"], **PASSWORD, **extra}
     response = await client.post(KEYS, json=body, headers=headers)
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
@@ -44,7 +49,7 @@ async def test_a_key_is_shown_once_and_stored_as_a_digest_under_its_prefix(
     client: AsyncClient, user: User, user_headers: Headers, session: AsyncSession
 ) -> None:
     response = await client.post(
-        KEYS, json={"name": "ci deploy", "scopes": ["read"], "expires_in_days": 30},
+        KEYS, json={"name": "ci deploy", "scopes": ["read"], "expires_in_days": 30, **PASSWORD},
         headers=user_headers,
     )  # fmt: skip
     assert response.status_code == 201
@@ -138,17 +143,21 @@ async def test_a_key_of_an_account_no_longer_active_is_refused(
 
 
 async def test_keys_never_work_where_credentials_or_sessions_change(
-    client: AsyncClient, user: User, user_headers: Headers
+    client: AsyncClient, user: User, user_headers: Headers, admin: User
 ) -> None:
     created = await _create(client, user_headers)
     key = _key(created["key"])
+    org = await client.post(ORGS, json={"name": "Acme", "slug": "acme"}, headers=user_headers)
+    assert org.status_code == 201, org.text
+    in_org = {**key, "X-Organization": "acme"}
+    password = {"current_password": DEFAULT_PASSWORD}
     attempts = [
         ("PUT", f"{ME}/password", {"current_password": DEFAULT_PASSWORD, "new_password": "x" * 20}),
         ("PATCH", ME, {"email": "mallory@example.com", "current_password": DEFAULT_PASSWORD}),
         ("DELETE", ME, {"current_password": DEFAULT_PASSWORD}),
         ("POST", "/api/v1/auth/logout", None),
         ("POST", "/api/v1/auth/logout-all", None),
-        ("POST", KEYS, {"name": "another", "scopes": ["read", "write"]}),
+        ("POST", KEYS, {"name": "another", "scopes": ["read", "write"], **PASSWORD}),
         ("GET", KEYS, None),
         ("DELETE", f"{KEYS}/{created['id']}", None),
         # The same changes of one's own account by id.
@@ -158,14 +167,29 @@ async def test_keys_never_work_where_credentials_or_sessions_change(
             {"email": "m@example.com", "current_password": DEFAULT_PASSWORD},
         ),
         ("DELETE", f"/api/v1/users/{user.id}", {"current_password": DEFAULT_PASSWORD}),
+        # Two-factor sign-in: a key must not put its own second factor on the account.
+        ("POST", f"{TWO_FA}/enrol", password),
+        ("POST", f"{TWO_FA}/confirm", {"code": "123456"}),
+        ("POST", f"{TWO_FA}/disable", {"password": DEFAULT_PASSWORD, "code": "123456"}),
     ]
     for method, path, body in attempts:
         response = await client.request(method, path, json=body, headers=key)
         assert response.status_code == 403, (method, path, response.text)
         assert response.json()["detail"] == "API keys cannot be used here: sign in"
+    # An organization's owner hands it over or deletes it signed in, not with a key.
+    for method, path, body in (
+        ("POST", f"{ORGS}/current/transfer", {"user_id": str(admin.id)}),
+        ("DELETE", f"{ORGS}/current", None),
+    ):
+        response = await client.request(method, path, json=body, headers=in_org)
+        assert response.status_code == 403, (method, path, response.text)
+        assert response.json()["detail"] == "API keys cannot be used here: sign in"
     # Nothing changed: the key, the account and its session are as they were.
     assert (await client.get(ME, headers=key)).json()["email"] == "alice@example.com"
     assert (await client.get(KEYS, headers=user_headers)).json()["total"] == 1
+    assert (await client.get(TWO_FA, headers=user_headers)).json()["pending"] is False
+    current = await client.get(f"{ORGS}/current", headers=in_org)
+    assert current.status_code == 200, current.text
 
 
 async def test_one_cannot_revoke_someone_elses_key(
@@ -187,6 +211,7 @@ async def test_bad_key_requests_are_422(client: AsyncClient, user_headers: Heade
         {"name": "x", "scopes": ["read"], "expires_in_days": 366},
         {"name": "x", "scopes": ["read"], "key": "mine"},
     ):
+        body = {**PASSWORD, **body}
         response = await client.post(KEYS, json=body, headers=user_headers)
         assert response.status_code == 422, body
     listed = await client.get(f"{KEYS}?sort=key_hash", headers=user_headers)
@@ -204,7 +229,7 @@ async def test_live_keys_per_account_are_bounded(
     )  # fmt: skip
     await session.commit()
     refused = await client.post(
-        KEYS, json={"name": "one more", "scopes": ["read"]}, headers=user_headers
+        KEYS, json={"name": "one more", "scopes": ["read"], **PASSWORD}, headers=user_headers
     )
     assert refused.status_code == 409
 
@@ -221,3 +246,52 @@ async def test_keys_work_when_sessions_live_in_cookies_only(
         assert (await other.get(ME, headers=_key(created["key"]))).status_code == 200
         # A session's access token in a header is not taken there.
         assert (await other.get(ME, headers=user_headers)).status_code == 401
+
+
+async def test_creating_a_key_needs_the_password(
+    client: AsyncClient, user: User, user_headers: Headers
+) -> None:
+    body = {"name": "ci deploy", "scopes": ["read"]}
+    missing = await client.post(KEYS, json=body, headers=user_headers)
+    assert missing.status_code == 422
+    wrong = await client.post(
+        KEYS, json={**body, "current_password": "not-the-password"}, headers=user_headers
+    )
+    assert wrong.status_code == 403
+    assert wrong.json()["detail"] == "The password is wrong"
+    assert (await client.get(KEYS, headers=user_headers)).json()["total"] == 0
+
+
+async def test_a_password_reset_revokes_every_key_at_once(
+    client: AsyncClient, user: User, user_headers: Headers, mail_outbox: MailOutbox
+) -> None:
+    keys = [await _create(client, user_headers) for _ in range(2)]
+    await client.post("/api/v1/auth/password/forgot", json={"email": "alice@example.com"})
+    token = token_from_link(mail_outbox.links(await mail_outbox.wait())[0])
+    reset = await client.post(
+        "/api/v1/auth/password/reset", json={"token": token, "new_password": NEW_PASSWORD}
+    )
+    assert reset.status_code == 204
+    # In the reset's own transaction: no queue in between.
+    for created in keys:
+        assert (await client.get(ME, headers=_key(created["key"]))).status_code == 401
+
+
+async def test_a_password_change_revokes_every_key(
+    app: FastAPI, client: AsyncClient, user: User, user_headers: Headers
+) -> None:
+    created = await _create(client, user_headers)
+    changed = await client.put(
+        f"{ME}/password", json={**PASSWORD, "new_password": NEW_PASSWORD}, headers=user_headers
+    )
+    assert changed.status_code == 204
+    await queued_work_done(app)  # the auth module's listener of the change
+    assert (await client.get(ME, headers=_key(created["key"]))).status_code == 401
+    # The session that made the change stays, and may make new keys with the new password.
+    again = await client.post(
+        KEYS,
+        json={"name": "new", "scopes": ["read"], "current_password": NEW_PASSWORD},
+        headers=user_headers,
+    )
+    assert again.status_code == 201, again.text
+    assert (await client.get(ME, headers=_key(again.json()["key"]))).status_code == 200

@@ -87,9 +87,11 @@ async def test_a_password_change_ends_the_other_sessions_without_the_queue(
         assert (await client.get(ME, headers=bearer(here["access_token"]))).status_code == 200
         async with app.state.database.sessionmaker() as session:
             waiting = (await session.scalars(select(OutboxEntry))).all()
-        # The notice mail waits in the outbox, committed with the change; nothing else did.
-        assert [(entry.task_name, entry.status) for entry in waiting] == [
-            ("core.mail.send_template", "pending")
+        # The notice mail and the revocation of the account's API keys wait in the outbox,
+        # committed with the change; nothing else did.
+        assert sorted((entry.task_name, entry.status) for entry in waiting) == [
+            ("core.mail.send_template", "pending"),
+            ("listener:app.modules.auth.listeners.revoke_api_keys", "pending"),
         ]
     finally:
         relay.start()

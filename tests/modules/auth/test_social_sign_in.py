@@ -4,7 +4,7 @@ provider (and a GitHub stand-in) served on loopback (`oidc_provider.py`)."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from urllib.parse import parse_qs, urlparse
 
 import httpx
@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.config import Environment, Settings
 from app.modules.auth.social.config import (
     GOOGLE_DISCOVERY_URL,
     SocialSettings,
@@ -27,11 +28,22 @@ from app.modules.auth.social.config import (
 )
 from app.modules.auth.social.models import SocialIdentity
 from app.modules.users.models import User
+from tests.factories.users import DEFAULT_PASSWORD
 from tests.modules.auth.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider, running_provider
 from tests.modules.conftest import Headers, bearer
 
 SOCIAL = "/api/v1/auth/social"
 ME = "/api/v1/users/me"
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    """A browser on https: the flow cookie is Secure, as everywhere but a developer's own
+    machine over plain http."""
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://test"
+    ) as browser:
+        yield browser
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +54,20 @@ def _provider() -> Iterator[Provider]:
 
 @pytest.fixture
 def provider(app: FastAPI, _provider: Provider) -> Iterator[Provider]:
-    """The provider, configured as `acme` (OpenID Connect by discovery) and as `github`."""
+    """The provider, configured as `acme` (OpenID Connect by discovery, trusted to link by
+    address), as `corp` (the same, not trusted to) and as `github`."""
     base = _provider.base_url
     settings = SocialSettings(
         _env_file=None,
         social_providers={
             "acme": {
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "discovery_url": f"{base}/.well-known/openid-configuration",
+                "link_by_email": True,
+            },
+            # The same issuer, trusted with no address (the default for an OIDC issuer).
+            "corp": {
                 "client_id": CLIENT_ID,
                 "client_secret": CLIENT_SECRET,
                 "discovery_url": f"{base}/.well-known/openid-configuration",
@@ -75,7 +95,7 @@ async def at_provider(client: AsyncClient, name: str = "acme") -> str:
     assert "httponly" in start.headers["set-cookie"].lower()
     query = parse_qs(urlparse(start.headers["location"]).query)
     assert query["code_challenge_method"] == ["S256"]
-    assert query["redirect_uri"] == [f"http://test{SOCIAL}/{name}/callback"]
+    assert query["redirect_uri"] == [f"https://test{SOCIAL}/{name}/callback"]
     async with httpx.AsyncClient() as browser:
         consent = await browser.get(start.headers["location"])
     assert consent.status_code == 302, consent.text
@@ -123,6 +143,22 @@ async def test_a_verified_address_links_the_existing_account(
     assert linked is not None
     assert linked.user_id == user.id
     assert linked.provider == "acme"
+
+
+async def test_an_issuer_not_trusted_with_addresses_links_no_existing_account(
+    client: AsyncClient, provider: Provider, user: User, session: AsyncSession
+) -> None:
+    provider.account.email = "alice@example.com"
+    refused = await sign_in(client, "corp")
+    assert refused.status_code == 409
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "sign in with your password" in refused.json()["detail"]
+    assert await session.scalar(select(func.count()).select_from(SocialIdentity)) == 0
+    # A new address still makes a new account.
+    provider.account.email = "dave@example.com"
+    me = (await client.get(ME, headers=headers_of(await sign_in(client, "corp")))).json()
+    assert me["email"] == "dave@example.com"
+    assert me["id"] != str(user.id)
 
 
 async def test_an_unverified_address_takes_over_nothing_and_creates_nothing(
@@ -199,7 +235,11 @@ async def test_github_verified_address_comes_from_its_emails_api(
 async def test_an_account_with_two_factor_gets_its_challenge(
     client: AsyncClient, provider: Provider, user: User, user_headers: Headers
 ) -> None:
-    enrolment = await client.post("/api/v1/auth/2fa/enrol", headers=user_headers)
+    enrolment = await client.post(
+        "/api/v1/auth/2fa/enrol",
+        headers=user_headers,
+        json={"current_password": DEFAULT_PASSWORD},
+    )
     secret = enrolment.json()["secret"]
     confirm = await client.post(
         "/api/v1/auth/2fa/confirm", headers=user_headers, json={"code": pyotp.TOTP(secret).now()}
@@ -244,6 +284,21 @@ def test_provider_settings() -> None:
     assert settings.social_providers["google"].discovery_url == GOOGLE_DISCOVERY_URL
     assert settings.social_providers["github"].kind == "github"
     assert settings.social_providers["github"].api_base_url == "https://api.github.com/"
+    # Google and GitHub link by a verified address unless told not to; other issuers do not.
+    assert settings.social_providers["google"].link_by_email is True
+    assert settings.social_providers["github"].link_by_email is True
+    corp = {"client_id": "id", "discovery_url": "https://id.example.com/.well-known/x"}
+    untrusted = SocialSettings(
+        _env_file=None,
+        social_providers={
+            "corp": corp,
+            "trusted": {**corp, "link_by_email": True},
+            "google": {"client_id": "id", "link_by_email": False},
+        },
+    )
+    assert untrusted.social_providers["corp"].link_by_email is False
+    assert untrusted.social_providers["trusted"].link_by_email is True
+    assert untrusted.social_providers["google"].link_by_email is False
     with pytest.raises(ValidationError, match="discovery_url"):
         SocialSettings(_env_file=None, social_providers={"corp": {"client_id": "id"}})
 
@@ -305,3 +360,53 @@ async def test_the_calls_to_the_provider_are_spans_of_the_sign_in_trace(
         span = spans[f"social acme {step}"]
         assert span.kind is trace.SpanKind.CLIENT
         assert span.status.status_code is not trace.StatusCode.ERROR
+
+
+@pytest.mark.parametrize(
+    ("environment", "base_url", "secure"),
+    [
+        (Environment.DEVELOPMENT, "http://localhost:8000", False),
+        (Environment.DEVELOPMENT, "http://dev.example.com", True),
+        (Environment.TEST, "http://test", True),
+        (Environment.PRODUCTION, "https://api.example.com", True),
+    ],
+)
+async def test_the_flow_cookie_is_secure_as_the_session_cookies_are(
+    app: FastAPI,
+    provider: Provider,
+    app_settings: Callable[..., Settings],
+    environment: Environment,
+    base_url: str,
+    secure: bool,
+) -> None:
+    app_settings(app_env=environment)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=base_url
+    ) as browser:
+        start = await browser.get(f"{SOCIAL}/acme/authorize")
+    assert start.status_code == 302, start.text
+    assert ("secure" in start.headers["set-cookie"].lower()) is secure
+
+
+async def test_what_we_cannot_store_or_read_from_a_provider_is_a_problem_not_a_500(
+    client: AsyncClient, provider: Provider, session: AsyncSession
+) -> None:
+    provider.account.sub = "s" * 256
+    too_long = await sign_in(client)
+    assert too_long.status_code == 400
+    assert "too long" in too_long.json()["detail"]
+    provider.reset()
+    provider.account.email = "c" * 310 + "@example.com"
+    assert (await sign_in(client)).status_code == 400
+    # GitHub's /user/emails answering something else than a list of addresses.
+    provider.reset()
+    provider.account.sub = "4242"
+    provider.github_emails_reply = {"message": "rate limited"}
+    odd = await sign_in(client, "github")
+    assert odd.status_code == 502, odd.text
+    assert odd.headers["content-type"] == "application/problem+json"
+    # Entries that are no addresses vouch for none: the profile's address is unverified.
+    provider.github_emails_reply = ["not-an-entry", {"verified": True}]
+    unverified = await sign_in(client, "github")
+    assert unverified.status_code == 403, unverified.text
+    assert await session.scalar(select(func.count()).select_from(User)) == 0

@@ -67,3 +67,12 @@ class ApiKeyRepository(BaseRepository[ApiKey]):
             .values(revoked_at=now)
         )
         return rows_affected(result) == 1
+
+    async def revoke_all(self, session: AsyncSession, *, user_id: uuid.UUID, now: datetime) -> int:
+        """Revoke every key of the user that is not revoked yet; how many."""
+        result = await session.execute(
+            update(ApiKey)
+            .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        return rows_affected(result)

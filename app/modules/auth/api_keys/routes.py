@@ -11,14 +11,17 @@ from fastapi import APIRouter, Depends, Path, Response, status
 from app.core.auth import SignedInPrincipal
 from app.core.db import DBSession, ListParams, Page, list_params
 from app.core.errors import problems
+from app.core.ratelimit import ClientAddress
 from app.modules.auth.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 from app.modules.auth.api_keys.service import ApiKeyService
+from app.modules.auth.dependencies import TwoFactorServiceDep
+from app.modules.users import UsersGatewayDep
 
 router = APIRouter()
 
 
-async def get_api_key_service(session: DBSession) -> ApiKeyService:
-    return ApiKeyService(session)
+async def get_api_key_service(session: DBSession, users: UsersGatewayDep) -> ApiKeyService:
+    return ApiKeyService(session, users)
 
 
 ApiKeyServiceDep = Annotated[ApiKeyService, Depends(get_api_key_service)]
@@ -37,15 +40,23 @@ ApiKeyListParams = Annotated[
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ApiKeyCreated,
-    responses=problems(401, 403, 409, 422),
+    responses=problems(401, 403, 409, 422, 429),
 )
 async def create_api_key(
-    body: ApiKeyCreate, principal: SignedInPrincipal, service: ApiKeyServiceDep, response: Response
+    body: ApiKeyCreate,
+    principal: SignedInPrincipal,
+    service: ApiKeyServiceDep,
+    response: Response,
+    client: ClientAddress,
+    two_factor: TwoFactorServiceDep,
 ) -> ApiKeyCreated:
-    """Create a named key with scopes and an expiry. The key is in this answer only: it is
-    stored as a digest and cannot be shown again."""
+    """Create a named key with scopes and an expiry; needs `current_password` (403 when
+    wrong), and an administrator two-factor sign-in when AUTH_ADMIN_2FA_REQUIRED (403). The
+    key is in this answer only: it is stored as a digest and cannot be shown
+    again. Every key of the account is revoked when its password is changed or reset."""
     response.headers["Cache-Control"] = "no-store"
-    return await service.create(user_id=principal.id, data=body)
+    await two_factor.ensure_not_required(principal.id, principal.role)
+    return await service.create(user_id=principal.id, data=body, client=client)
 
 
 @router.get("", response_model=Page[ApiKeyOut], responses=problems(401, 403, 422))

@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.core.auth import Scope
+from app.modules.users import Password
 
 MAX_LIFETIME_DAYS = 365
 
@@ -21,6 +22,7 @@ class ApiKeyCreate(BaseModel):
         description="`read` (safe methods) and/or `write` (state-changing methods)"
     )
     expires_in_days: int = Field(default=90, ge=1, le=MAX_LIFETIME_DAYS)
+    current_password: Password = Field(description="the account's password, checked again")
 
     @field_validator("name")
     @classmethod

@@ -13,12 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.auth import Principal
 from app.core.db import Database, ListParams, utcnow
-from app.core.errors import Conflict, NotFound
+from app.core.errors import Conflict, Forbidden, NotFound
 from app.core.security import hash_token
 from app.modules.auth.api_keys.models import ApiKey
 from app.modules.auth.api_keys.repository import LAST_USED_PRECISION, ApiKeyRepository
 from app.modules.auth.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
-from app.modules.users import UsersDirectory
+from app.modules.auth.two_factor.config import load_two_factor_settings
+from app.modules.auth.two_factor.repositories import TwoFactorRepository
+from app.modules.auth.two_factor.services import ADMIN_2FA_MISSING
+from app.modules.users import Role, UsersDirectory, UsersGateway
 
 KEY_PREFIX = "ak_"
 LOOKUP_BYTES = 8  # 16 hex digits after the prefix: the part stored in the clear
@@ -45,11 +48,18 @@ def new_api_key() -> tuple[str, str]:
 
 
 class ApiKeyService:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, users: UsersGateway | None = None) -> None:
         self.session = session
+        self.users = users  # for the password check of `create`
         self.keys = ApiKeyRepository()
 
-    async def create(self, *, user_id: uuid.UUID, data: ApiKeyCreate) -> ApiKeyCreated:
+    async def create(self, *, user_id: uuid.UUID, data: ApiKeyCreate, client: str) -> ApiKeyCreated:
+        """A new key; needs the account's password (403 when wrong, budgeted as a sign-in): a
+        stolen session alone cannot mint a credential that outlives it."""
+        if self.users is None:
+            raise RuntimeError("creating a key needs the users gateway")
+        if not await self.users.check_password(user_id, data.current_password, client=client):
+            raise Forbidden("The password is wrong")
         now = utcnow()
         if await self.keys.count_live(self.session, user_id=user_id, now=now) >= MAX_LIVE_KEYS:
             raise Conflict(f"At most {MAX_LIVE_KEYS} live API keys per account: revoke one")
@@ -88,14 +98,26 @@ class ApiKeyService:
             "api_key_revoked", security_event=True, user_id=str(user_id), key_id=str(key_id)
         )
 
+    async def revoke_all(self, *, user_id: uuid.UUID) -> int:
+        """Revoke every key of the user (their password changed: whoever held the account
+        may have made keys). The caller commits."""
+        count = await self.keys.revoke_all(self.session, user_id=user_id, now=utcnow())
+        if count:
+            security_log.info(
+                "api_keys_revoked", security_event=True, user_id=str(user_id), count=count
+            )
+        return count
+
 
 class ApiKeyVerifier:
-    """Who a key stands for now: a usable key (not revoked, not expired) of a live account.
+    """Who a key stands for now: a usable key (not revoked, not expired) of a live account;
+    an administrator's only with two-factor sign-in on when AUTH_ADMIN_2FA_REQUIRED (403).
     One connection: the key, then its owner; its last use is recorded at most once a minute."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
         self.keys = ApiKeyRepository()
+        self.two_factor = TwoFactorRepository()
 
     async def authenticate(self, token: str) -> Principal | None:
         now = utcnow()
@@ -106,6 +128,13 @@ class ApiKeyVerifier:
             user = await UsersDirectory(connection).get(key["user_id"])
             if user is None:
                 return None
+            # Only an administrator's key pays for this read, and only when it is required.
+            if (
+                user.role is Role.ADMIN
+                and load_two_factor_settings().admin_2fa_required
+                and not await self.two_factor.is_enabled(connection, user_id=user.id)
+            ):
+                raise Forbidden(ADMIN_2FA_MISSING)
             last_used = key["last_used_at"]
             if last_used is None or now - last_used >= LAST_USED_PRECISION:
                 await self.keys.touch(connection, key_id=key["id"], now=now)

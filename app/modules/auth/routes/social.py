@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Cookie, Depends, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
-from app.core.config import Environment, SettingsDep
+from app.core.auth import cookies_secure
+from app.core.config import SettingsDep
 from app.core.db import DBSession
 from app.core.errors import problems
 from app.core.redis import RedisClient
@@ -67,8 +68,7 @@ async def social_authorize(
         max_age=social.social_flow_ttl_seconds,
         path=_cookie_path(request),
         httponly=True,
-        # Plain http only outside production, for a local server.
-        secure=app_settings.app_env is Environment.PRODUCTION or request.url.scheme == "https",
+        secure=cookies_secure(request, app_settings),  # as the session cookies
         samesite="lax",
     )
     return response
@@ -78,7 +78,7 @@ async def social_authorize(
     "/{provider}/callback",
     name="social_callback",
     response_model=TokenPair | BrowserSession | SecondFactorRequired,
-    responses=problems(400, 403, 404, 409, 503),
+    responses=problems(400, 403, 404, 409, 502, 503),
 )
 async def social_callback(
     provider: str,
@@ -92,13 +92,20 @@ async def social_callback(
     flow: Annotated[str | None, Cookie(alias=FLOW_COOKIE, max_length=256)] = None,
     *,
     transport: TokenTransportDep,
+    app_settings: SettingsDep,
 ) -> TokenPair | BrowserSession | SecondFactorRequired:
     """Where the provider sends the browser back (or where your frontend's callback page
     forwards `code` and `state`, with credentials). Signs in as the linked account, the
     account of the address the provider verified, or a new one; the same tokens as a password
     sign-in, or its two-factor challenge."""
     _no_store(response)
-    response.delete_cookie(FLOW_COOKIE, path=_cookie_path(request))
+    response.delete_cookie(
+        FLOW_COOKIE,
+        path=_cookie_path(request),
+        secure=cookies_secure(request, app_settings),
+        httponly=True,
+        samesite="lax",
+    )
     if error is not None or not code or not state:
         raise SocialSignInFailed(f"The provider did not sign you in: {error or 'no code'}")
     identity = await service.finish(provider, code=code, state=state, binding=flow)

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from app.core.auth import CurrentPrincipal
+from app.core.auth import CurrentPrincipal, SignedInPrincipal
 from app.core.errors import problems
 from app.core.ratelimit import ClientAddress
 from app.modules.auth.dependencies import AuthServiceDep, TwoFactorServiceDep
 from app.modules.auth.routes.v1 import _no_store
 from app.modules.auth.schemas import BrowserSession, TokenPair
-from app.modules.auth.transport import TokenTransportDep
+from app.modules.auth.transport import SameSiteSignIn, TokenTransportDep
 from app.modules.auth.two_factor.schemas import (
     ChallengeCodeIn,
     ChallengeIn,
     CodeIn,
     DisableIn,
+    EnrolIn,
     EnrolledSignIn,
     Enrolment,
     RecoveryCodes,
@@ -33,19 +34,26 @@ async def two_factor_status(
     return await service.status(principal.id)
 
 
-@router.post("/enrol", response_model=Enrolment, responses=problems(401, 409))
+@router.post("/enrol", response_model=Enrolment, responses=problems(401, 403, 409, 422, 429))
 async def enrol(
-    principal: CurrentPrincipal, service: TwoFactorServiceDep, response: Response
+    body: EnrolIn,
+    principal: SignedInPrincipal,
+    service: TwoFactorServiceDep,
+    response: Response,
+    client: ClientAddress,
 ) -> Enrolment:
     """Start enrolment: a new TOTP secret, its otpauth URI and a QR code (SVG) for an
-    authenticator app. Nothing changes at sign-in until `/2fa/confirm` gets a first code."""
+    authenticator app. Needs a signed-in session (not an API key) and `current_password`
+    (403 when wrong): a stolen access token alone cannot put its own second factor on the
+    account. Nothing changes at sign-in until `/2fa/confirm` gets a first code."""
     _no_store(response)
+    await service.check_password(principal.id, body.current_password, client=client)
     return await service.begin_enrolment(principal.id)
 
 
 @router.post("/confirm", response_model=RecoveryCodes, responses=problems(401, 403, 409, 422, 429))
 async def confirm(
-    body: CodeIn, principal: CurrentPrincipal, service: TwoFactorServiceDep, response: Response
+    body: CodeIn, principal: SignedInPrincipal, service: TwoFactorServiceDep, response: Response
 ) -> RecoveryCodes:
     """Turn two-factor sign-in on with a first code from the app. The answer holds ten
     single-use recovery codes, shown this once (only their hashes are kept)."""
@@ -58,7 +66,7 @@ async def confirm(
 )
 async def disable(
     body: DisableIn,
-    principal: CurrentPrincipal,
+    principal: SignedInPrincipal,
     service: TwoFactorServiceDep,
     client: ClientAddress,
 ) -> Response:
@@ -67,7 +75,12 @@ async def disable(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/login", response_model=TokenPair | BrowserSession, responses=problems(401, 422, 429))
+@router.post(
+    "/login",
+    response_model=TokenPair | BrowserSession,
+    responses=problems(401, 403, 422, 429),
+    dependencies=[SameSiteSignIn],
+)
 async def second_step(
     body: ChallengeCodeIn,
     two_factor: TwoFactorServiceDep,
@@ -76,7 +89,8 @@ async def second_step(
     transport: TokenTransportDep,
 ) -> TokenPair | BrowserSession:
     """The second step of a sign-in: the challenge the first step answered, and a code from
-    the app (each accepted once) or an unused recovery code. Attempts are limited per account."""
+    the app (each accepted once) or an unused recovery code. Attempts are limited per account.
+    Refused from a page of another site, like `/login`."""
     _no_store(response)
     user = await two_factor.complete(body.challenge, body.code)
     return transport.issue(response, await auth.sign_in(user))
@@ -94,7 +108,10 @@ async def enrol_required(
 
 
 @router.post(
-    "/confirm/required", response_model=EnrolledSignIn, responses=problems(401, 403, 409, 422, 429)
+    "/confirm/required",
+    response_model=EnrolledSignIn,
+    responses=problems(401, 403, 409, 422, 429),
+    dependencies=[SameSiteSignIn],
 )
 async def confirm_required(
     body: ChallengeCodeIn,
@@ -106,7 +123,6 @@ async def confirm_required(
     """Finish the enrolment an administrator's sign-in required: the recovery codes (shown
     once) and, now that a second factor is on, the tokens."""
     _no_store(response)
-    user = await two_factor.challenged_user(body.challenge, method="enrol")
-    codes = await two_factor.confirm(user.id, body.code)
+    user, codes = await two_factor.complete_enrolment(body.challenge, body.code)
     tokens = transport.issue(response, await auth.sign_in(user))
     return EnrolledSignIn(recovery_codes=codes, tokens=tokens)

@@ -22,7 +22,11 @@ from app.modules.auth.schemas import (
     TokenIn,
     TokenPair,
 )
-from app.modules.auth.transport import PresentedRefreshTokenDep, TokenTransportDep
+from app.modules.auth.transport import (
+    PresentedRefreshTokenDep,
+    SameSiteSignIn,
+    TokenTransportDep,
+)
 from app.modules.auth.two_factor.schemas import SecondFactorRequired
 
 router = APIRouter()
@@ -56,6 +60,7 @@ async def register(body: RegisterIn, service: AuthServiceDep, client: ClientAddr
     "/login",
     response_model=TokenPair | BrowserSession | SecondFactorRequired,
     responses=problems(401, 403, 422, 429, 503),
+    dependencies=[SameSiteSignIn],
 )
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
@@ -68,7 +73,9 @@ async def login(
     limited per client address, and per account (per account and client, and per account from
     anywhere over a longer window). The tokens come in the body, in HttpOnly cookies, or both
     (AUTH_TRANSPORT); an account with two-factor sign-in gets a `second_factor_required`
-    challenge instead (`POST /auth/2fa/login`)."""
+    challenge instead (`POST /auth/2fa/login`). Where cookies are set, a sign-in from a page of
+    another site (`Sec-Fetch-Site: cross-site`, or an `Origin` that is neither this API's nor
+    one of CORS_ORIGINS) is a 403."""
     _no_store(response)
     signed_in = await service.login(login=form.username, password=form.password, client=client)
     if isinstance(signed_in, SecondFactorRequired):
@@ -88,7 +95,7 @@ async def refresh(
     """Trade a refresh token (in the body, or the session cookie with `X-CSRF-Token`) for a new
     pair, answered the way it came; the presented one is spent."""
     _no_store(response)
-    pair = await service.refresh(refresh_token=presented.token)
+    pair = await service.refresh(refresh_token=presented.token, csrf_token=presented.csrf_token)
     return transport.issue(response, pair, cookies_only=presented.from_cookie)
 
 

@@ -24,7 +24,7 @@ GITHUB = {
 class SocialProvider(BaseModel):
     """One provider. `google` and `github` need only the client's id and secret; any other
     name is an OpenID Connect issuer and needs its `discovery_url`. Every URL may be
-    overridden (a GitHub Enterprise server, a test provider)."""
+    overridden (a GitHub Enterprise server, a test provider), and `link_by_email` set."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -36,14 +36,22 @@ class SocialProvider(BaseModel):
     token_url: str | None = None
     api_base_url: str | None = None
     scope: str = "openid email profile"
+    # Whether a verified address this provider vouches for signs in to the existing account
+    # with that address. True by default for Google and GitHub only: any other issuer may
+    # let its users claim any address ("nOAuth"), so it is trusted with none unless told.
+    link_by_email: bool = False
 
 
 def _with_presets(name: str, config: SocialProvider) -> SocialProvider:
     given = config.model_dump(exclude_unset=True)
     if name == "github":
-        return SocialProvider.model_validate({"kind": "github", **GITHUB, **given})
+        return SocialProvider.model_validate(
+            {"kind": "github", "link_by_email": True, **GITHUB, **given}
+        )
     if name == "google":
-        return SocialProvider.model_validate({"discovery_url": GOOGLE_DISCOVERY_URL, **given})
+        return SocialProvider.model_validate(
+            {"discovery_url": GOOGLE_DISCOVERY_URL, "link_by_email": True, **given}
+        )
     return config
 
 

@@ -8,7 +8,9 @@ CSRF) is refused. No provider is called while a database connection is held.
 
 Accounts: a provider identity already linked signs in as its account. Otherwise the provider
 must vouch for the address (OIDC `email_verified`, GitHub's /user/emails `verified`): then an
-account with that address is linked, or a new verified account made. An address the provider
+account with that address is linked (only for a provider with `link_by_email`: Google and
+GitHub by default, a generic OIDC issuer only when configured so; else 409), or a new
+verified account made. An address the provider
 did not verify takes over nothing and creates nothing.
 """
 
@@ -49,9 +51,27 @@ UNVERIFIED_EMAIL = (
 )
 
 
+NOT_LINKED_BY_EMAIL = (
+    "An account with this address already exists, and this provider is not trusted to sign "
+    "in to it by address: sign in with your password"
+)
+
+
 class SocialSignInFailed(AppError):
     status_code = 400
     title = "Social Sign-In Failed"
+
+
+class ProviderReplyInvalid(AppError):
+    """The provider answered, but not as its API says it does."""
+
+    status_code = 502
+    title = "Bad Gateway"
+
+
+# As stored (`SocialIdentity`, the users' email column): longer is refused, not truncated.
+MAX_SUBJECT_LENGTH = 255
+MAX_EMAIL_LENGTH = 320
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +195,9 @@ class SocialService:
                     code_verifier=flow["code_verifier"],
                 )
                 if provider.kind == "github":
-                    return await self._github_identity(client, token)
-                return await self._oidc_identity(client, token, nonce=flow["nonce"])
+                    identity = await self._github_identity(client, token)
+                else:
+                    identity = await self._oidc_identity(client, token, nonce=flow["nonce"])
         except OAuthError as error:
             raise SocialSignInFailed(f"The provider refused the sign-in: {error.error}") from None
         except JoseError:
@@ -184,6 +205,11 @@ class SocialService:
             raise SocialSignInFailed("The provider's ID token did not check out") from None
         except httpx2.HTTPError:
             raise ServiceUnavailable("The sign-in provider cannot be reached") from None
+        if len(identity.subject) > MAX_SUBJECT_LENGTH or (
+            identity.email is not None and len(identity.email) > MAX_EMAIL_LENGTH
+        ):
+            raise SocialSignInFailed("The provider's account id or email address is too long")
+        return identity
 
     @staticmethod
     async def _oidc_identity(
@@ -215,8 +241,17 @@ class SocialService:
         profile.raise_for_status()
         emails = await client.get("user/emails", token=token)  # type: ignore[no-untyped-call]
         emails.raise_for_status()
-        user = profile.json()
-        verified = [entry for entry in emails.json() if entry.get("verified") is True]
+        try:
+            user, entries = profile.json(), emails.json()
+        except ValueError:
+            raise ProviderReplyInvalid("GitHub's answer is not JSON") from None
+        if not isinstance(user, dict) or "id" not in user or not isinstance(entries, list):
+            raise ProviderReplyInvalid("GitHub's user or emails answer is not what its API says")
+        verified = [
+            entry
+            for entry in entries
+            if isinstance(entry, dict) and entry.get("verified") is True and entry.get("email")
+        ]
         verified.sort(key=lambda entry: entry.get("primary") is not True)
         chosen = verified[0]["email"] if verified else user.get("email")
         return ProviderIdentity(
@@ -243,6 +278,15 @@ class SocialService:
             )
             raise Forbidden(UNVERIFIED_EMAIL)
         user = await self.users.get_by_email(identity.email)
+        if user is not None and not self.settings.social_providers[name].link_by_email:
+            # Not every issuer checks that its user owns the address it vouches for.
+            security_log.warning(
+                "social_link_by_email_refused",
+                security_event=True,
+                provider=name,
+                user_id=str(user.id),
+            )
+            raise Conflict(NOT_LINKED_BY_EMAIL)
         if user is not None and not user.is_verified:
             # Whoever registered the address never proved it: linking would hand them the
             # provider's sign-in (account pre-hijacking).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, String, Uuid, func
+from sqlalchemy import BigInteger, DateTime, ForeignKey, String, UniqueConstraint, Uuid, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, UUIDPrimaryKeyMixin, utcnow
@@ -33,9 +33,11 @@ class RecoveryCode(UUIDPrimaryKeyMixin, Base):
     """A single-use recovery code, stored as its SHA-256 (it is random, not a password)."""
 
     __tablename__ = "auth_recovery_codes"
+    # Per account: two accounts drawing the same code is no error, and each finds its own.
+    __table_args__ = (UniqueConstraint("user_id", "code_hash"),)
 
     user_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
-    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.core.db import rows_affected
 from app.modules.auth.two_factor.models import RecoveryCode, TwoFactor
@@ -27,7 +27,10 @@ class TwoFactorRepository:
         )
         return (await session.execute(query)).scalar_one_or_none()
 
-    async def is_enabled(self, session: AsyncSession, *, user_id: uuid.UUID) -> bool:
+    async def is_enabled(
+        self, session: AsyncSession | AsyncConnection, *, user_id: uuid.UUID
+    ) -> bool:
+        """On a session, or on a connection (the API key check's own)."""
         query = select(TwoFactor.user_id).where(
             TwoFactor.user_id == user_id, TwoFactor.confirmed_at.is_not(None)
         )

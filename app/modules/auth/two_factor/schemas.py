@@ -35,6 +35,10 @@ class Enrolment(BaseModel):
     qr_svg: str = Field(description="the otpauth URI as an inline SVG QR code")
 
 
+class EnrolIn(_Input):
+    current_password: Password
+
+
 class CodeIn(_Input):
     code: Code
 

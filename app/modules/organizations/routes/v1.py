@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response, status
 
-from app.core.auth import ActivePrincipal
+from app.core.auth import ActivePrincipal, SignedInPrincipal
 from app.core.errors import problems
 from app.core.tenancy import CurrentOrg, CurrentOrganization, require_org_role
 from app.modules.organizations.dependencies import (
@@ -75,9 +75,10 @@ async def rename_current(
 
 @router.delete("/current", status_code=_NO_CONTENT, responses=problems(401, 403, 404))
 async def delete_current(
-    organization: OrgOwner, principal: ActivePrincipal, service: OrganizationsServiceDep
+    principal: SignedInPrincipal, organization: OrgOwner, service: OrganizationsServiceDep
 ) -> Response:
-    """Soft delete (owner only): members lose access now; the data is purged later."""
+    """Soft delete (owner only, signed in: not with an API key): members lose access now; the
+    data is purged later."""
     await service.delete(organization, actor_id=principal.id)
     return Response(status_code=_NO_CONTENT)
 
@@ -136,11 +137,12 @@ async def leave(
 )
 async def transfer_ownership(
     body: OwnershipTransfer,
+    principal: SignedInPrincipal,
     organization: OrgOwner,
-    principal: ActivePrincipal,
     service: OrganizationsServiceDep,
 ) -> Response:
-    """Hand the ownership to another member; the owner stays as an admin."""
+    """Hand the ownership to another member (signed in: not with an API key); the owner stays
+    as an admin."""
     await service.transfer(organization, actor_id=principal.id, user_id=body.user_id)
     return Response(status_code=_NO_CONTENT)
 
