@@ -38,6 +38,7 @@ class AuthAdminSignIn:
                 secret_key=state.settings.secret_key,
                 users=users,
                 limiter=state.rate_limiter,
+                redis=state.redis,
             )
             yield AuthService(
                 session=session,

@@ -1,7 +1,7 @@
 """Recovery codes unique per account, not across every account
 
 Revision ID: d7a3f0c61e85
-Revises: b4d1e7a2c9f3
+Revises: b5e8d3a1c942
 Create Date: 2026-12-02 16:20:00.000000
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "d7a3f0c61e85"
-down_revision: str | None = "b4d1e7a2c9f3"
+down_revision: str | None = "b5e8d3a1c942"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
