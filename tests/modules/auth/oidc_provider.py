@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import secrets
 import socket
 import threading
@@ -211,5 +212,6 @@ def running_provider() -> Iterator[Provider]:
 
 
 if __name__ == "__main__":  # try social sign-in by hand: docs/auth-two-factor-and-social.md
-    provider = Provider(base_url="http://127.0.0.1:9000")
-    uvicorn.run(provider.app(), host="127.0.0.1", port=9000)
+    port = int(os.environ.get("OIDC_PROVIDER_PORT", "9000"))
+    provider = Provider(base_url=f"http://127.0.0.1:{port}")
+    uvicorn.run(provider.app(), host="127.0.0.1", port=port)
