@@ -50,9 +50,10 @@ async def _authorize_and_call_me(page: Page, admin: User) -> None:
     dialog = page.locator(".modal-ux")
     await dialog.locator("#oauth_username").fill(admin.username)
     await dialog.locator("#oauth_password").fill(DEFAULT_PASSWORD)
-    await dialog.locator("button.authorize", has_text="Authorize").click()
+    # The password form's button (the dialog also offers the two API-key schemes).
+    await dialog.get_by_role("button", name="Apply given OAuth2 credentials").click()
     await dialog.locator("button", has_text="Logout").wait_for()  # the token was accepted
-    await dialog.locator("button", has_text="Close").click()
+    await dialog.locator("button", has_text="Close").first.click()
     operation = page.locator("#operations-users-read_me_api_v1_users_me_get")
     await operation.locator(".opblock-summary").click()
     await operation.locator("button", has_text="Try it out").click()
