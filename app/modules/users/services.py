@@ -12,7 +12,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.core.db import ListParams, release_connection, utcnow
+from app.core.db import ListParams, Slice, release_connection, utcnow
 from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.core.events import publish
 from app.core.mail import MailService
@@ -98,7 +98,7 @@ class UsersService:
     async def find_by_email(self, *, email: str) -> User | None:
         return await self.users.get_by_email(self.session, email=email)
 
-    async def list(self, *, actor: Actor, params: ListParams) -> tuple[list[User], int]:
+    async def list(self, *, actor: Actor, params: ListParams) -> Slice[User]:
         if not policies.can_list(actor):
             raise Forbidden("Only administrators may list users")
         return await self.users.list(self.session, params)

@@ -125,10 +125,11 @@ async def change_my_password(
 async def list_users(
     principal: ActivePrincipal, params: UserListParams, service: UsersServiceDep
 ) -> Page[UserDTO]:
-    """Administrators: list users with sort, filters and pages."""
-    users, total = await service.list(actor=principal, params=params)
+    """Administrators: list users with sort, filters, and pages by number or by cursor
+    (`next_cursor`/`prev_cursor`: as fast deep in the list as at its start)."""
+    result = await service.list(actor=principal, params=params)
     return Page[UserDTO].build(
-        [UserDTO.model_validate(user) for user in users], total=total, params=params
+        [UserDTO.model_validate(user) for user in result.items], result=result, params=params
     )
 
 
