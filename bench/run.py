@@ -2,6 +2,8 @@
 
     python -m bench.run                 # 3 rounds of 10 s per scenario, 64 connections
     python -m bench.run --smoke         # 1 s per scenario, proves the harness works (CI)
+    python -m bench.run --scenarios list,list_deep,list_cursor,list_filtered,patch_me
+                                        # data scale: 1,000,000 users seeded first (once)
 
 Both servers run with uvicorn, one worker, uvloop and httptools, against the same PostgreSQL and
 Redis (DATABASE_URL / REDIS_URL, or embedded ones under .data/bench). Rate limiting is disabled
@@ -26,7 +28,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +215,7 @@ def _python_load(
     method: str,
     headers: dict[str, str],
     body: str | None,
+    **per_connection: Any,
 ) -> dict[str, Any]:
     """Fallback when wrk is not installed: bare-asyncio keep-alive connections."""
     result = asyncio.run(
@@ -223,6 +226,7 @@ def _python_load(
             method=method,
             headers=headers,
             body=body,
+            **per_connection,
         )
     )
     return {
@@ -294,6 +298,95 @@ def _result(scenario: str, target: str, connections: int, data: dict[str, Any]) 
 
 
 SCENARIOS = ("live", "users", "login")
+# On 1,000,000 users (seeded once into the bench database, inside PostgreSQL).
+DATA_SCENARIOS = ("list", "list_deep", "list_cursor", "list_filtered", "patch_me")
+DATA_USERS = 1_000_000
+DEEP_PAGE = 10_000
+PATCH_USERS = 32
+
+
+def _seed(database_url: str, count: int) -> float:
+    """`count` users made by PostgreSQL (generate_series), vacuumed and analyzed; skipped when
+    an earlier run left them. Their password is the admin's. Returns the seconds it took."""
+    import psycopg
+    from pwdlib import PasswordHash
+
+    from bench.seed import SEED_USERS_SQL, seed_users_params
+
+    started = time.perf_counter()
+    url = "postgresql://" + database_url.partition("://")[2]
+    with psycopg.connect(url, autocommit=True) as conn:
+        present = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM users WHERE username LIKE 'seed%%' "
+            "LIMIT %s) AS seeded",
+            (count,),
+        ).fetchone()
+        if present is None or present[0] < count:
+            conn.execute("DELETE FROM users WHERE username LIKE 'seed%%'")
+            params = seed_users_params(count, PasswordHash.recommended().hash(ADMIN_PASSWORD))
+            conn.execute(SEED_USERS_SQL, params)
+            conn.execute("VACUUM ANALYZE users")
+    return time.perf_counter() - started
+
+
+def _data_scale_plan(
+    app_url: str, token: str, connections: int
+) -> list[tuple[str, str, dict[str, Any], int]]:
+    """(scenario, path, load options, connections) of the data-scale scenarios."""
+    auth = {"Authorization": f"Bearer {token}"}
+    first = "/api/v1/users?sort=-created_at&per_page=20"
+    deep = httpx.get(
+        f"{app_url}/api/v1/users",
+        params={"sort": "-created_at", "per_page": 20, "page": DEEP_PAGE - 1},
+        headers=auth,
+        timeout=60,
+    )
+    deep.raise_for_status()
+    cursor = deep.json()["next_cursor"]  # page DEEP_PAGE, by cursor
+    newest = httpx.get(
+        f"{app_url}/api/v1/users", params={"per_page": 1}, headers=auth, timeout=60
+    ).json()["items"][0]["created_at"]
+    since = (datetime.fromisoformat(newest) - timedelta(days=30)).isoformat()
+    filtered = httpx.URL(
+        "/api/v1/users",
+        params={"sort": "-created_at", "per_page": 20, "filter[role]": "admin",
+                "filter[created_at][gte]": since},
+    )  # fmt: skip
+    return [
+        ("GET /api/v1/users first page", first, {"headers": auth}, connections),
+        (
+            f"GET /api/v1/users page {DEEP_PAGE} (offset)",
+            f"{first}&page={DEEP_PAGE}",
+            {"headers": auth},
+            connections,
+        ),
+        (
+            f"GET /api/v1/users page {DEEP_PAGE} (cursor)",
+            f"/api/v1/users?per_page=20&cursor={cursor}",
+            {"headers": auth},
+            connections,
+        ),
+        ("GET /api/v1/users filtered", str(filtered), {"headers": auth}, connections),
+    ]
+
+
+def _patch_tokens(app_url: str, count: int) -> list[dict[str, str]]:
+    """Bearer headers of `count` seeded users, one per connection (no two requests race for
+    one row's version)."""
+    headers = []
+    for number in range(1, count + 1):
+        login = httpx.post(
+            f"{app_url}/api/v1/auth/login",
+            data={"username": f"seed{number}", "password": ADMIN_PASSWORD},
+            timeout=60,
+        )
+        login.raise_for_status()
+        headers.append({"Authorization": f"Bearer {login.json()['access_token']}"})
+    return headers
+
+
+def _new_username(connection: int, sent: int) -> str:
+    return json.dumps({"username": f"p{connection}n{sent}r{secrets.token_hex(3)}"})
 
 
 def run(
@@ -308,6 +401,8 @@ def run(
     services = _services()
     env = _server_env(services, pool_size=max(10, min(connections // 4, 30)))
     _migrate(services["DATABASE_URL"])
+    data_scale = [name for name in DATA_SCENARIOS if name in scenarios]
+    seed_s = _seed(services["DATABASE_URL"], DATA_USERS) if data_scale else 0.0
     logs = Path(tempfile.mkdtemp(prefix="bench-"))
     app_port, base_port = _free_port(), _free_port()
     app_cmd = [
@@ -373,6 +468,11 @@ def run(
             ),
         ]
         chosen = [row for key, row in zip(SCENARIOS, table, strict=True) if key in scenarios]
+        if data_scale:
+            plan = _data_scale_plan(app_url, token, connections)
+            for key, (name, path, options, conns) in zip(DATA_SCENARIOS, plan, strict=False):
+                if key in scenarios:
+                    chosen.append((name, path, options["headers"], "GET", None, True, conns))
         for name, path, headers, method, body, compare, conns in chosen:
             targets = (
                 [("template", app_url), ("baseline", base_url)]
@@ -396,6 +496,8 @@ def run(
                     runs[target].append(load(duration=duration))
             for target, data in runs.items():
                 results.append(_result(name, target, conns, _combined(data)))
+        if "patch_me" in scenarios:
+            results += _patch_me(app_url, base_url, duration, warmup, rounds)
         rss_mb = _settled_rss_mb(app_proc.pid)
         base_rss_mb = _settled_rss_mb(base_proc.pid)
     finally:
@@ -410,9 +512,43 @@ def run(
         "rate_limiting": "Rate limiting was disabled for the run (RATE_LIMIT_ENABLED=false)",
         "cold_start_s": {"template": round(app_cold, 3), "baseline": round(base_cold, 3)},
         "rss_after_load_mb": {"template": round(rss_mb, 1), "baseline": round(base_rss_mb, 1)},
+        "data_scale": {"users": DATA_USERS, "seed_s": round(seed_s, 1)} if data_scale else None,
+        "load_average": os.getloadavg(),
         "results": [asdict(result) for result in results],
         "ratios": _ratios(results),
     }
+
+
+def _patch_me(
+    app_url: str, base_url: str, duration: float, warmup: float, rounds: int
+) -> list[Result]:
+    """PATCH /api/v1/users/me, a new username each time, one seeded user per connection; the
+    Python load generator on both sides (wrk cannot give each connection its own user)."""
+    headers = _patch_tokens(app_url, PATCH_USERS)
+    loads = {
+        target: functools.partial(
+            _python_load,
+            url + "/api/v1/users/me",
+            connections=PATCH_USERS,
+            method="PATCH",
+            headers={"Content-Type": "application/json"},
+            body=None,
+            connection_headers=headers,
+            bodies=_new_username,
+        )
+        for target, url in (("template", app_url), ("baseline", base_url))
+    }
+    if warmup:
+        for load in loads.values():
+            load(duration=warmup)
+    runs: dict[str, list[dict[str, Any]]] = {target: [] for target in loads}
+    for _ in range(rounds):
+        for target, load in loads.items():
+            runs[target].append(load(duration=duration))
+    return [
+        _result("PATCH /api/v1/users/me", target, PATCH_USERS, _combined(data))
+        for target, data in runs.items()
+    ]
 
 
 def _ratios(results: list[Result]) -> dict[str, dict[str, float]]:
@@ -469,7 +605,9 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="1 s, 8 connections, no warm-up (CI)")
     parser.add_argument("--output", type=Path, default=None, help="where to save the JSON report")
     parser.add_argument(
-        "--scenarios", default=",".join(SCENARIOS), help=f"comma-separated: {','.join(SCENARIOS)}"
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated: {','.join(SCENARIOS + DATA_SCENARIOS)}",
     )
     args = parser.parse_args()
     if args.smoke:
@@ -477,7 +615,7 @@ def main() -> None:
         if args.scenarios == ",".join(SCENARIOS):
             args.scenarios = "users"
     scenarios = tuple(name.strip() for name in args.scenarios.split(",") if name.strip())
-    unknown = set(scenarios) - set(SCENARIOS)
+    unknown = set(scenarios) - set(SCENARIOS) - set(DATA_SCENARIOS)
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     report = run(
