@@ -120,23 +120,27 @@ async def users_list(request: Request) -> Response:
         page_args += [data["v"][0], uuid.UUID(data["v"][1])]
         offset = 0
     async with pool.connection() as conn:
-        counted = await (
+        # The planner's estimate first; a capped count only when it is not clearly large.
+        plan = await (
             await conn.execute(
-                f"SELECT count(*) AS n FROM (SELECT 1 FROM users WHERE {condition} "  # noqa: S608
-                f"LIMIT {EXACT_TOTAL_LIMIT + 1}) AS rows",
+                f"EXPLAIN (FORMAT JSON) SELECT 1 FROM users WHERE {condition}",  # noqa: S608
                 args,
             )
         ).fetchone()
-        total, exact = counted["n"] if counted else 0, True
-        if total > EXACT_TOTAL_LIMIT:
-            plan = await (
+        estimate = int(plan["QUERY PLAN"][0]["Plan"]["Plan Rows"]) if plan else 0
+        total, exact = estimate, False
+        if estimate <= 2 * EXACT_TOTAL_LIMIT:
+            counted = await (
                 await conn.execute(
-                    f"EXPLAIN (FORMAT JSON) SELECT 1 FROM users WHERE {condition}",  # noqa: S608
+                    f"SELECT count(*) AS n FROM (SELECT 1 FROM users WHERE {condition} "  # noqa: S608
+                    f"LIMIT {EXACT_TOTAL_LIMIT + 1}) AS rows",
                     args,
                 )
             ).fetchone()
-            estimate = int(plan["QUERY PLAN"][0]["Plan"]["Plan Rows"]) if plan else 0
-            total, exact = max(estimate, EXACT_TOTAL_LIMIT + 1), False
+            total = counted["n"] if counted else 0
+            exact = total <= EXACT_TOTAL_LIMIT
+            if not exact:
+                total = max(estimate, EXACT_TOTAL_LIMIT + 1)
         rows = await (
             await conn.execute(
                 f"SELECT {LIST_COLUMNS} FROM users WHERE {page_where} "  # noqa: S608

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ColumnElement,
     CursorResult,
     Result,
+    RowMapping,
     Select,
     Table,
     and_,
@@ -24,7 +25,7 @@ from sqlalchemy import (
     select,
     tuple_,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -45,9 +46,15 @@ def rows_affected(result: Result[Any]) -> int:
     return result.rowcount if isinstance(result, CursorResult) else 0
 
 
+# An estimate this many times the exact-count limit is trusted without counting: statistics
+# that far off (a table never analyzed) still give a count a chance to correct them.
+CLEARLY_ABOVE = 2
+
+
 class Explain(Executable, ClauseElement):
     """`EXPLAIN (FORMAT JSON)` of a statement (SQLAlchemy's documented compiler extension):
-    the planner's row estimate without running it."""
+    the planner's row estimate without running it. Not cached: SQLAlchemy's result cache
+    needs the columns of what it runs, which EXPLAIN does not declare."""
 
     inherit_cache = False
 
@@ -149,14 +156,46 @@ class BaseRepository(Generic[ModelT]):
         *,
         where: Sequence[ColumnElement[bool]] = (),
     ) -> Slice[ModelT]:
-        """One page: by number (OFFSET) or after a cursor (a range on the sort keys, which the
-        sort's index serves however deep), with a total that never counts past the limit."""
-        query = self._base_query()
+        """One page of models: by number (OFFSET) or after a cursor (a range on the sort keys,
+        which the sort's index serves however deep), with a total that never counts past the
+        limit."""
+        items, total, exact, cursors = await self._page(
+            session, self._base_query(), params, where, entities=True
+        )
+        return Slice(items, total, exact, *cursors)
+
+    async def read_page(
+        self,
+        connection: AsyncConnection,
+        params: ListParams,
+        *,
+        columns: Sequence[str],
+        where: Sequence[ColumnElement[bool]] = (),
+    ) -> Slice[RowMapping]:
+        """The same page as `list`, as rows of `columns` read on a plain connection: no unit
+        of work, no identity map, no ORM objects (a read-only list of DTOs needs none)."""
+        table = self._table
+        keys = [name for name, _, _ in self._sort_keys(params) if name not in columns]
+        query = self._base_query().with_only_columns(*(table.c[n] for n in [*columns, *keys]))
+        rows, total, exact, cursors = await self._page(
+            connection, query, params, where, entities=False
+        )
+        return Slice(rows, total, exact, *cursors)
+
+    async def _page(
+        self,
+        executor: AsyncSession | AsyncConnection,
+        query: Select[Any],
+        params: ListParams,
+        where: Sequence[ColumnElement[bool]],
+        *,
+        entities: bool,
+    ) -> tuple[Any, int, bool, tuple[str | None, str | None]]:
         for condition in where:
             query = query.where(condition)
         for item in params.filters:
             query = query.where(self._filter_clause(item))
-        total, exact = await self._total(session, query, params.exact_total_limit)
+        total, exact = await self._total(executor, query, params.exact_total_limit)
 
         keys = self._sort_keys(params)
         cursor = params.cursor
@@ -170,42 +209,48 @@ class BaseRepository(Generic[ModelT]):
             column.desc() if descending != backward else column.asc()
             for _, column, descending in keys
         ]
-        rows = (await session.execute(query.order_by(*order).limit(params.per_page + 1))).scalars()
-        items = list(rows.all())
+        result = await executor.execute(query.order_by(*order).limit(params.per_page + 1))
+        items = [*(result.scalars() if entities else result.mappings())]
         more = len(items) > params.per_page  # one row past the page says a next one exists
         del items[params.per_page :]
         if backward:
             items.reverse()
 
-        def cursor_at(item: ModelT, *, back: bool) -> str:
-            values = tuple(getattr(item, name) for name, _, _ in keys)
-            names = tuple(name for name, _, _ in keys)
+        names = tuple(name for name, _, _ in keys)
+
+        def cursor_at(item: Any, *, back: bool) -> str:
+            values = tuple(getattr(item, name) if entities else item[name] for name in names)
             return Cursor(params.sort_text, names, values, back).encode()
 
         after_start = cursor is not None or params.page > 1
         has_next = (not backward and more) or (backward and bool(items))
         has_prev = (backward and more) or (not backward and after_start and bool(items))
-        return Slice(
-            items=items,
-            total=total,
-            total_is_exact=exact,
-            next_cursor=cursor_at(items[-1], back=False) if has_next else None,
-            prev_cursor=cursor_at(items[0], back=True) if has_prev else None,
+        return (
+            items,
+            total,
+            exact,
+            (
+                cursor_at(items[-1], back=False) if has_next else None,
+                cursor_at(items[0], back=True) if has_prev else None,
+            ),
         )
 
     async def _total(
-        self, session: AsyncSession, query: Select[ModelT], limit: int
+        self, executor: AsyncSession | AsyncConnection, query: Select[Any], limit: int
     ) -> tuple[int, bool]:
-        """Exact up to `limit` (a count that stops at limit + 1 rows); above it, PostgreSQL's
-        planner estimate for the same query, which costs a plan and no row."""
+        """PostgreSQL's planner estimate first (a plan, no row read); when it is not clearly
+        above `limit`, a count that stops at limit + 1 rows: exact up to `limit`, the estimate
+        (at least limit + 1) above it. A large table costs a plan per list, never a count."""
         rows: Select[Any] = query.with_only_columns(literal_column("1")).order_by(None)
-        counted = await session.scalar(
+        plan = await executor.scalar(Explain(rows))
+        estimate = int(plan[0]["Plan"]["Plan Rows"]) if plan else 0
+        if estimate > CLEARLY_ABOVE * limit:
+            return estimate, False
+        counted = await executor.scalar(
             select(func.count()).select_from(rows.limit(limit + 1).subquery())
         )
         if (counted or 0) <= limit:
             return int(counted or 0), True
-        plan = await session.scalar(Explain(rows))
-        estimate = int(plan[0]["Plan"]["Plan Rows"]) if plan else 0
         return max(estimate, limit + 1), False
 
     def _sort_keys(self, params: ListParams) -> SortKeys:

@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio.to_thread
 import structlog
+from sqlalchemy import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -26,6 +27,8 @@ from app.modules.users.models import User
 from app.modules.users.policies import Actor
 from app.modules.users.repositories import UserRepository
 from app.modules.users.schemas import UserCreate, UserDTO
+
+_DTO_FIELDS = tuple(UserDTO.model_fields)
 
 log = structlog.get_logger("app.users")
 security_log = structlog.get_logger("app.security")
@@ -97,11 +100,6 @@ class UsersService:
 
     async def find_by_email(self, *, email: str) -> User | None:
         return await self.users.get_by_email(self.session, email=email)
-
-    async def list(self, *, actor: Actor, params: ListParams) -> Slice[User]:
-        if not policies.can_list(actor):
-            raise Forbidden("Only administrators may list users")
-        return await self.users.list(self.session, params)
 
     # --- passwords -------------------------------------------------------------------------
 
@@ -418,6 +416,14 @@ class UsersReader:
         async with self.engine.connect() as connection:
             row = await self.users.read_live(connection, id=user_id)
         return None if row is None else UserDTO.model_validate(row)
+
+    async def list(self, *, actor: Actor, params: ListParams) -> Slice[RowMapping]:
+        """A page of users as UserDTO fields, read on a plain connection (a list is read-only:
+        no unit of work, no ORM objects)."""
+        if not policies.can_list(actor):
+            raise Forbidden("Only administrators may list users")
+        async with self.engine.connect() as connection:
+            return await self.users.read_page(connection, params, columns=_DTO_FIELDS)
 
     async def view(self, *, actor: Actor, user_id: uuid.UUID) -> UserDTO:
         """The user `actor` asked for; 404 when it is gone and, alike, when they may not see it

@@ -123,11 +123,11 @@ async def change_my_password(
     dependencies=[Depends(require_role(Role.ADMIN))],
 )
 async def list_users(
-    principal: ActivePrincipal, params: UserListParams, service: UsersServiceDep
+    principal: ActivePrincipal, params: UserListParams, reader: UsersReaderDep
 ) -> Page[UserDTO]:
     """Administrators: list users with sort, filters, and pages by number or by cursor
     (`next_cursor`/`prev_cursor`: as fast deep in the list as at its start)."""
-    result = await service.list(actor=principal, params=params)
+    result = await reader.list(actor=principal, params=params)
     return Page[UserDTO].build(
         [UserDTO.model_validate(user) for user in result.items], result=result, params=params
     )
