@@ -300,6 +300,9 @@ def _result(scenario: str, target: str, connections: int, data: dict[str, Any]) 
 SCENARIOS = ("live", "users", "login")
 # On 1,000,000 users (seeded once into the bench database, inside PostgreSQL).
 DATA_SCENARIOS = ("list", "list_deep", "list_cursor", "list_filtered", "patch_me")
+# Tasks enqueued by an endpoint and run by one worker: the template's against bare taskiq.
+QUEUE_SCENARIOS = ("queue",)
+QUEUE_CONNECTIONS = 16
 DATA_USERS = 1_000_000
 DEEP_PAGE = 10_000
 PATCH_USERS = 32
@@ -434,6 +437,7 @@ def run(
     # the cold starts free of that competition.
     started: list[subprocess.Popen[bytes]] = []  # stopped whatever happens
     results: list[Result] = []
+    queue: dict[str, Any] | None = None
     try:
         if overlap_setup:
             started.append(admin := _create_admin(env))
@@ -498,6 +502,8 @@ def run(
                 results.append(_result(name, target, conns, _combined(data)))
         if "patch_me" in scenarios:
             results += _patch_me(app_url, base_url, duration, warmup, rounds)
+        if "queue" in scenarios:
+            queue = _queue(env, duration, rounds, logs)
         rss_mb = _settled_rss_mb(app_proc.pid)
         base_rss_mb = _settled_rss_mb(base_proc.pid)
     finally:
@@ -513,6 +519,7 @@ def run(
         "cold_start_s": {"template": round(app_cold, 3), "baseline": round(base_cold, 3)},
         "rss_after_load_mb": {"template": round(rss_mb, 1), "baseline": round(base_rss_mb, 1)},
         "data_scale": {"users": DATA_USERS, "seed_s": round(seed_s, 1)} if data_scale else None,
+        "queue": queue,
         "load_average": os.getloadavg(),
         "results": [asdict(result) for result in results],
         "ratios": _ratios(results),
@@ -551,6 +558,134 @@ def _patch_me(
     ]
 
 
+def _uvicorn(target: str, port: int) -> list[str]:
+    return [
+        str(BIN / "uvicorn"),
+        target,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
+def _drain(redis: Any, key: str, expected: int) -> list[tuple[float, float]]:
+    """Wait until the probe recorded `expected` starts (or 15 s pass with none); the pairs."""
+    last, seen = time.monotonic(), 0
+    while (count := int(redis.llen(key))) < expected:
+        if count != seen:
+            last, seen = time.monotonic(), count
+        elif time.monotonic() - last > 15:
+            break  # no progress: report what ran
+        time.sleep(0.1)
+    return [
+        (float(queued), float(begun))
+        for queued, begun in (raw.split() for raw in redis.lrange(key, 0, -1))
+    ]
+
+
+def _queue_round(
+    name: str,
+    server: list[str],
+    worker: list[str],
+    enqueue_path: str,
+    env: dict[str, str],
+    port: int,
+    duration: float,
+    logs: Path,
+) -> dict[str, Any]:
+    """A server and one worker. Under load: wrk POSTs to the enqueue endpoint for `duration`
+    while the worker runs (enqueue-to-start latency, and tasks/s end to end). Backlog: the
+    same load with the worker stopped, then one worker drains it (the worker's own tasks/s).
+    Figures from the probe's (enqueued, started) pairs."""
+    from redis import Redis
+
+    from bench.queue_probe import STARTS_KEY
+
+    redis = Redis.from_url(env["REDIS_URL"])
+    redis.delete(STARTS_KEY)
+    url = f"http://127.0.0.1:{port}{enqueue_path}"
+
+    def start_worker() -> subprocess.Popen[bytes]:
+        log = (logs / f"{name}-worker.log").open("ab")
+        return subprocess.Popen(worker, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+    running: list[subprocess.Popen[bytes]] = []
+    try:
+        running.append(start_worker())
+        process, _ = _start(server, env, port, logs / f"{name}.log")
+        running.insert(0, process)
+        httpx.post(url, timeout=10).raise_for_status()  # proves the worker listens; warms up
+        _drain(redis, STARTS_KEY, 1)
+        redis.delete(STARTS_KEY)
+        load = _load(url, duration=duration, connections=QUEUE_CONNECTIONS, method="POST")
+        under_load = _drain(redis, STARTS_KEY, int(load["requests"]) - int(load["errors"]))
+        _stop(running.pop())
+        redis.delete(STARTS_KEY)
+        backlog = _load(url, duration=duration, connections=QUEUE_CONNECTIONS, method="POST")
+        running.append(start_worker())
+        drained = _drain(redis, STARTS_KEY, int(backlog["requests"]) - int(backlog["errors"]))
+    finally:
+        for process in reversed(running):
+            _stop(process)
+        redis.close()
+    waits = sorted((begun - queued) * 1000 for queued, begun in under_load)
+    span = max(begun for _, begun in under_load) - min(queued for queued, _ in under_load)
+    starts = sorted(begun for _, begun in drained)
+    return {
+        "enqueued": int(load["requests"]) - int(load["errors"]),
+        "started": len(under_load),
+        "enqueue_requests_per_s": _requests_per_s(load),
+        "end_to_end_tasks_per_s": round(len(under_load) / span, 1) if span > 0 else 0.0,
+        "enqueue_to_start_p50_ms": round(statistics.median(waits), 2),
+        "enqueue_to_start_p99_ms": round(waits[min(len(waits) - 1, int(len(waits) * 0.99))], 2),
+        "backlog": len(drained),
+        "worker_tasks_per_s": round(len(starts) / (starts[-1] - starts[0]), 1)
+        if len(starts) > 1
+        else 0.0,
+    }
+
+
+def _queue(env: dict[str, str], duration: float, rounds: int, logs: Path) -> dict[str, Any]:
+    """Tasks enqueued by an endpoint and run by one worker: the template (`app worker` with
+    the probe module, its broker, middlewares and result backend) against bare taskiq (the
+    same Redis-stream broker, a bare Starlette endpoint, `taskiq worker`), rounds alternating."""
+    port = _free_port()
+    python = str(BIN / "python")
+    sides = {
+        "template": (_uvicorn("bench.queue_app:app", port), [python, "-m", "bench.queue_worker"],
+                     "/api/v1/queue-probe"),
+        "bare taskiq": (_uvicorn("bench.queue_bare:app", port),
+                        [str(BIN / "taskiq"), "worker", "bench.queue_bare:broker",
+                         "--workers", "1", "--max-async-tasks", "100"], "/enqueue"),
+    }  # fmt: skip
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    for _ in range(rounds):
+        for side, (server, worker, path) in sides.items():
+            name = side.replace(" ", "-")
+            runs[side].append(_queue_round(name, server, worker, path, env, port, duration, logs))
+    summary: dict[str, Any] = {"connections": QUEUE_CONNECTIONS, "rounds": runs}
+    for side, side_runs in runs.items():
+        summary[side] = {
+            key: statistics.median(run[key] for run in side_runs)
+            for key in side_runs[0]
+            if key not in ("enqueued", "started", "backlog")
+        }
+    template, bare = summary["template"], summary["bare taskiq"]
+    if bare["worker_tasks_per_s"]:
+        summary["worker_tasks_per_s_ratio"] = round(
+            template["worker_tasks_per_s"] / bare["worker_tasks_per_s"], 2
+        )
+    return summary
+
+
 def _ratios(results: list[Result]) -> dict[str, dict[str, float]]:
     ratios: dict[str, dict[str, float]] = {}
     by_key = {(r.scenario, r.target): r for r in results}
@@ -579,6 +714,24 @@ def render(report: dict[str, Any]) -> str:
             f"| {row['requests_per_s']:.0f} | {row['p50_ms']} | {row['p99_ms']} "
             f"| {row['errors']} | {vs_baseline} |"
         )
+    if report.get("queue"):
+        queue = report["queue"]
+        lines += [
+            "",
+            "| queue (one worker) | worker tasks/s (backlog) | end-to-end tasks/s "
+            "| enqueue req/s | enqueue-to-start p50 ms | p99 ms |",
+            "|---|---|---|---|---|---|",
+        ]
+        for side in ("template", "bare taskiq"):
+            row = queue[side]
+            lines.append(
+                f"| {side} | {row['worker_tasks_per_s']:.0f} | {row['end_to_end_tasks_per_s']:.0f} "
+                f"| {row['enqueue_requests_per_s']:.0f} | {row['enqueue_to_start_p50_ms']} "
+                f"| {row['enqueue_to_start_p99_ms']} |"
+            )
+        if "worker_tasks_per_s_ratio" in queue:
+            ratio = queue["worker_tasks_per_s_ratio"]
+            lines.append(f"\nWorker tasks/s, template vs bare taskiq: {ratio}x.")
     lines.append("")
     lines.append(
         f"Cold start: template {report['cold_start_s']['template']} s, baseline "
@@ -607,7 +760,7 @@ def main() -> None:
     parser.add_argument(
         "--scenarios",
         default=",".join(SCENARIOS),
-        help=f"comma-separated: {','.join(SCENARIOS + DATA_SCENARIOS)}",
+        help=f"comma-separated: {','.join(SCENARIOS + DATA_SCENARIOS + QUEUE_SCENARIOS)}",
     )
     args = parser.parse_args()
     if args.smoke:
@@ -615,7 +768,7 @@ def main() -> None:
         if args.scenarios == ",".join(SCENARIOS):
             args.scenarios = "users"
     scenarios = tuple(name.strip() for name in args.scenarios.split(",") if name.strip())
-    unknown = set(scenarios) - set(SCENARIOS) - set(DATA_SCENARIOS)
+    unknown = set(scenarios) - set(SCENARIOS) - set(DATA_SCENARIOS) - set(QUEUE_SCENARIOS)
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     report = run(
