@@ -107,7 +107,7 @@ async def test_task_results_are_stored_in_redis_only_when_asked(
 
     fresh = AppBroker()
     fresh.configure(make_settings(services, queue_broker="redis", queue_result_ttl=ttl))
-    result = TaskiqResult(is_err=False, return_value=42, execution_time=0.1)
+    result: TaskiqResult[Any] = TaskiqResult(is_err=False, return_value=42, execution_time=0.1)
     await fresh.result_backend.set_result("probe-task", result)
     try:
         keys = [key async for key in redis.scan_iter("*task-result*probe-task")]

@@ -65,14 +65,15 @@ async def test_cursors_walk_every_row_once_forward_and_back(
         client, admin_headers, {"sort": sort, "per_page": 2}, "next_cursor"
     )
     assert forward == expected
-    assert bodies[0]["page"] == 1 and bodies[0]["prev_cursor"] is None
+    assert bodies[0]["page"] == 1
+    assert bodies[0]["prev_cursor"] is None
     assert all(body["page"] is None for body in bodies[1:])  # read by cursor, not by number
     assert [len(body["items"]) for body in bodies] == [2, 2, 2, 1]
     assert all(body["total"] == 7 and body["total_is_exact"] for body in bodies)
 
     # From the last page back to the first, by prev_cursor: the same rows in the same order.
     last = {"sort": sort, "per_page": 2, "cursor": bodies[-2]["next_cursor"]}
-    backward, back_bodies = await _walk(client, admin_headers, last, "prev_cursor")
+    _, back_bodies = await _walk(client, admin_headers, last, "prev_cursor")
     pages = [[item["id"] for item in body["items"]] for body in reversed(back_bodies)]
     assert [row for page in pages for row in page] == expected
     assert back_bodies[-1]["prev_cursor"] is None
