@@ -321,8 +321,9 @@ class UsersService:
             await self.sessions.end_all(self.session, user_id=user.id, now=utcnow())
         if moved:  # the old address hears of it, in the same transaction
             self._tell(old_email, "users/email_changed", user, new_email=user.email)
+        # No refresh after it: the session keeps what it wrote (expire_on_commit=False), the
+        # new version and updated_at included; a read back would be three more round trips.
         await self._commit_unique()
-        await self.session.refresh(user)
         if moved:
             security_log.info("email_changed", security_event=True, user_id=str(user.id))
         return user
