@@ -320,12 +320,12 @@ def _seed(database_url: str, count: int) -> float:
     url = "postgresql://" + database_url.partition("://")[2]
     with psycopg.connect(url, autocommit=True) as conn:
         present = conn.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM users WHERE username LIKE 'seed%%' "
+            "SELECT count(*) FROM (SELECT 1 FROM users WHERE email LIKE 'seed%%@example.com' "
             "LIMIT %s) AS seeded",
             (count,),
         ).fetchone()
         if present is None or present[0] < count:
-            conn.execute("DELETE FROM users WHERE username LIKE 'seed%%'")
+            conn.execute("DELETE FROM users WHERE email LIKE 'seed%%@example.com'")
             params = seed_users_params(count, PasswordHash.recommended().hash(ADMIN_PASSWORD))
             conn.execute(SEED_USERS_SQL, params)
             conn.execute("VACUUM ANALYZE users")
@@ -374,13 +374,13 @@ def _data_scale_plan(
 
 
 def _patch_tokens(app_url: str, count: int) -> list[dict[str, str]]:
-    """Bearer headers of `count` seeded users, one per connection (no two requests race for
-    one row's version)."""
+    """Bearer headers of `count` seeded users (by email: the scenario changes their
+    usernames), one per connection (no two requests race for one row's version)."""
     headers = []
     for number in range(1, count + 1):
         login = httpx.post(
             f"{app_url}/api/v1/auth/login",
-            data={"username": f"seed{number}", "password": ADMIN_PASSWORD},
+            data={"username": f"seed{number}@example.com", "password": ADMIN_PASSWORD},
             timeout=60,
         )
         login.raise_for_status()
