@@ -73,10 +73,12 @@ async def keep_alive_load(
     response_timeout: float = 5.0,
     connection_headers: Sequence[dict[str, str]] = (),
     bodies: Callable[[int, int], str] | None = None,
+    pace: float = 0.0,
 ) -> LoadResult:
     """`connections` keep-alive connections sending `method url` back to back for `seconds`.
     Connection i adds `connection_headers[i]` (its own user, say) and sends
-    `bodies(i, n)` as its n-th body when given (a new username each time)."""
+    `bodies(i, n)` as its n-th body when given (a new username each time). With `pace`, a
+    connection sends at most one request every `pace` seconds (a steady rate, not a flood)."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     target = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -107,6 +109,8 @@ async def keep_alive_load(
                     status = await asyncio.wait_for(response, timeout=response_timeout)
                     result.latencies_ms.append((time.monotonic() - start) * 1000)
                     result.statuses[status] += 1
+                    if pace:
+                        await asyncio.sleep(max(0.0, start + pace - time.monotonic()))
             except TimeoutError:
                 result.timeouts += 1
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
