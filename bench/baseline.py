@@ -168,8 +168,9 @@ async def users_list(request: Request) -> Response:
 
 
 async def update_me(request: Request) -> Response:
-    """PATCH /api/v1/users/me: read the user, check the username is free, one optimistic-lock
-    UPDATE, in a transaction (the template's statements, less its authentication read)."""
+    """PATCH /api/v1/users/me: read the user, one optimistic-lock UPDATE, in a transaction
+    (the template's statements, less its authentication read; a taken username is left to the
+    unique constraint, as there)."""
     claims = _claims(request)
     if claims is None:
         return Response(b'{"detail":"unauthorized"}', 401, media_type="application/json")
@@ -183,13 +184,6 @@ async def update_me(request: Request) -> Response:
         ).fetchone()
         if current is None:
             return Response(b'{"detail":"not found"}', 404, media_type="application/json")
-        taken = await (
-            await conn.execute(
-                "SELECT id FROM users WHERE username = %s LIMIT 1", (username.lower(),)
-            )
-        ).fetchone()
-        if taken is not None and taken["id"] != user_id:
-            return Response(b'{"detail":"taken"}', 409, media_type="application/json")
         row = await (
             await conn.execute(UPDATE_ME, (username, user_id, current["version"]))
         ).fetchone()
