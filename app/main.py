@@ -7,11 +7,9 @@ from collections.abc import AsyncIterator, Iterable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-import taskiq_fastapi
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.telemetry import TelemetryConfig
-from starlette.requests import HTTPConnection
 
 from app.core import metrics
 from app.core.admin import ADMIN_URL, bind_admin, mount_admin
@@ -35,7 +33,7 @@ from app.core.logging import RequestContextMiddleware, configure_logging
 from app.core.mail import MailService, MailTemplates
 from app.core.modules import DEFAULT_PACKAGES, ModuleSpec, discover_modules
 from app.core.outbox import OutboxRelay, outbox_middleware
-from app.core.queue import broker
+from app.core.queue import bind_app, broker
 from app.core.ratelimit import RateLimiter, default_rate_limit
 from app.core.redis import RedisCircuit, create_redis
 from app.core.sentry import configure_sentry
@@ -115,7 +113,7 @@ def _lifespan(
             await broker.startup()
         # In-process tasks (tests, QUEUE_BROKER=memory) get this app's dependencies.
         _running_apps.append(app)
-        taskiq_fastapi.populate_dependency_context(broker, app)
+        bind_app(app)
         outbox_middleware.bind(database)
         metrics.bind_database(database)
         app.state.outbox_relay = _outbox_relay(settings, database)
@@ -136,14 +134,13 @@ def _lifespan(
                 await broker.shutdown()
             _running_apps.remove(app)
             if _running_apps:
-                taskiq_fastapi.populate_dependency_context(broker, _running_apps[-1])
+                bind_app(_running_apps[-1])
                 outbox_middleware.bind(_running_apps[-1].state.database)
                 metrics.bind_database(_running_apps[-1].state.database)
             else:
                 outbox_middleware.bind(None)
                 metrics.bind_database(None)
-                broker.dependency_overrides.pop(Request, None)
-                broker.dependency_overrides.pop(HTTPConnection, None)
+                bind_app(None)
             set_default_cache(previous_cache)
             await app.state.storage.aclose()
             await redis.aclose()

@@ -2,6 +2,9 @@
 
     python -m bench.instructions                  # 400 lookups of GET /api/v1/users/{id} each
     python -m bench.instructions --requests 1000
+    python -m bench.instructions --path "/api/v1/users?sort=-created_at&per_page=20"
+                                                  # any GET the baseline serves too ({id}: the
+                                                  # admin's id), e.g. the list on the bench data
 
 Throughput on a shared machine moves by 20 % from one run to the next; an instruction count
 repeats to within 0.1 %, so a change to the hot path can be judged by it. Each target serves
@@ -38,6 +41,7 @@ from bench.run import (
 
 TARGETS = ("template", "baseline")
 WARM_UP = 200
+LOOKUP = "/api/v1/users/{id}"
 BATCH = 20  # requests in flight at once, as a server under load has several
 _COLLECTED = re.compile(r"Collected\s*:\s*([\d,]+)")
 
@@ -62,7 +66,7 @@ def _wait_for(path: Path, *, within: float = 600) -> None:
         time.sleep(0.05)
 
 
-async def _serve(target: str, workdir: Path, requests: int) -> None:
+async def _serve(target: str, workdir: Path, requests: int, path_template: str) -> None:
     import httpx
     from asgi_lifespan import LifespanManager
 
@@ -86,7 +90,7 @@ async def _serve(target: str, workdir: Path, requests: int) -> None:
                 user_id = (await client.get("/api/v1/users/me", headers=headers)).json()["id"]
             (workdir / "token.json").write_text(json.dumps([token, user_id]))
         token, user_id = json.loads((workdir / "token.json").read_text())
-        path = f"/api/v1/users/{user_id}"
+        path, _, query = path_template.replace("{id}", user_id).partition("?")
         scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -96,7 +100,7 @@ async def _serve(target: str, workdir: Path, requests: int) -> None:
             "path": path,
             "raw_path": path.encode(),
             "root_path": "",
-            "query_string": b"",
+            "query_string": query.encode(),
             "server": ("127.0.0.1", 8000),
             "client": ("127.0.0.1", 50000),
         }
@@ -129,7 +133,7 @@ async def _serve(target: str, workdir: Path, requests: int) -> None:
 # --- the driver -----------------------------------------------------------------------------
 
 
-def _count(target: str, env: dict[str, str], workdir: Path, requests: int) -> int:
+def _count(target: str, env: dict[str, str], workdir: Path, requests: int, path: str) -> int:
     for name in ("ready", "go", "done", "stop"):
         (workdir / name).unlink(missing_ok=True)
     log = workdir / f"valgrind-{target}.log"
@@ -151,6 +155,8 @@ def _count(target: str, env: dict[str, str], workdir: Path, requests: int) -> in
                 str(workdir),
                 "--requests",
                 str(requests),
+                "--path",
+                path,
             ],
             env=env,
             cwd=ROOT,
@@ -183,6 +189,9 @@ def _await_child(process: subprocess.Popen[bytes], signal_file: Path, stderr: Pa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument(
+        "--path", default=LOOKUP, help="the GET to count ({id}: the admin's id); default: lookup"
+    )
     parser.add_argument("--child", choices=TARGETS, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -190,7 +199,7 @@ def main() -> None:
     if args.child:
         import uvloop
 
-        uvloop.run(_serve(args.child, args.workdir, requests))
+        uvloop.run(_serve(args.child, args.workdir, requests, args.path))
         return
     if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
         sys.exit("valgrind is not installed (Debian/Ubuntu: sudo apt-get install valgrind)")
@@ -201,8 +210,10 @@ def main() -> None:
     _migrate(services["DATABASE_URL"])
     _create_admin(env).wait(timeout=120)  # an admin left by an earlier run is fine
     workdir = Path(tempfile.mkdtemp(prefix="bench-instructions-"))
-    counts = {target: _count(target, env, workdir, requests) / requests for target in TARGETS}
-    print(f"GET /api/v1/users/{{id}}, {requests} requests each, instructions per request:")
+    counts = {
+        target: _count(target, env, workdir, requests, args.path) / requests for target in TARGETS
+    }
+    print(f"GET {args.path}, {requests} requests each, instructions per request:")
     for target, count in counts.items():
         print(f"  {target:9} {count:>12,.0f}")
     print(f"  template / baseline: {counts['template'] / counts['baseline']:.2f}x")

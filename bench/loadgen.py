@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -70,8 +71,14 @@ async def keep_alive_load(
     headers: dict[str, str] | None = None,
     body: str | None = None,
     response_timeout: float = 5.0,
+    connection_headers: Sequence[dict[str, str]] = (),
+    bodies: Callable[[int, int], str] | None = None,
+    pace: float = 0.0,
 ) -> LoadResult:
-    """`connections` keep-alive connections sending `method url` back to back for `seconds`."""
+    """`connections` keep-alive connections sending `method url` back to back for `seconds`.
+    Connection i adds `connection_headers[i]` (its own user, say) and sends
+    `bodies(i, n)` as its n-th body when given (a new username each time). With `pace`, a
+    connection sends at most one request every `pace` seconds (a steady rate, not a flood)."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     target = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -79,7 +86,9 @@ async def keep_alive_load(
     result = LoadResult(seconds=seconds)
     deadline = time.monotonic() + seconds
 
-    async def connection() -> None:
+    async def connection(index: int) -> None:
+        own = {**(headers or {}), **(connection_headers[index] if connection_headers else {})}
+        sent = 0
         while time.monotonic() < deadline:
             try:
                 reader, writer = await asyncio.open_connection(host, port)
@@ -90,11 +99,18 @@ async def keep_alive_load(
             try:
                 while time.monotonic() < deadline:
                     start = time.monotonic()
-                    writer.write(request)
+                    if bodies is not None or connection_headers:
+                        payload = bodies(index, sent) if bodies is not None else body
+                        writer.write(_request_bytes(method, host, port, target, own, payload))
+                        sent += 1
+                    else:
+                        writer.write(request)
                     response = _read_response(reader)
                     status = await asyncio.wait_for(response, timeout=response_timeout)
                     result.latencies_ms.append((time.monotonic() - start) * 1000)
                     result.statuses[status] += 1
+                    if pace:
+                        await asyncio.sleep(max(0.0, start + pace - time.monotonic()))
             except TimeoutError:
                 result.timeouts += 1
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
@@ -105,7 +121,7 @@ async def keep_alive_load(
                     await writer.wait_closed()
 
     started = time.monotonic()
-    await asyncio.gather(*(connection() for _ in range(connections)))
+    await asyncio.gather(*(connection(index) for index in range(connections)))
     result.seconds = time.monotonic() - started
     result.latencies_ms.sort()
     return result

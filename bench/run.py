@@ -2,6 +2,8 @@
 
     python -m bench.run                 # 3 rounds of 10 s per scenario, 64 connections
     python -m bench.run --smoke         # 1 s per scenario, proves the harness works (CI)
+    python -m bench.run --scenarios list,list_deep,list_cursor,list_filtered,patch_me
+                                        # data scale: 1,000,000 users seeded first (once)
 
 Both servers run with uvicorn, one worker, uvloop and httptools, against the same PostgreSQL and
 Redis (DATABASE_URL / REDIS_URL, or embedded ones under .data/bench). Rate limiting is disabled
@@ -26,7 +28,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +215,7 @@ def _python_load(
     method: str,
     headers: dict[str, str],
     body: str | None,
+    **per_connection: Any,
 ) -> dict[str, Any]:
     """Fallback when wrk is not installed: bare-asyncio keep-alive connections."""
     result = asyncio.run(
@@ -223,6 +226,7 @@ def _python_load(
             method=method,
             headers=headers,
             body=body,
+            **per_connection,
         )
     )
     return {
@@ -294,6 +298,103 @@ def _result(scenario: str, target: str, connections: int, data: dict[str, Any]) 
 
 
 SCENARIOS = ("live", "users", "login")
+# On 1,000,000 users (seeded once into the bench database, inside PostgreSQL).
+DATA_SCENARIOS = ("list", "list_deep", "list_cursor", "list_filtered", "patch_me")
+# Tasks enqueued by an endpoint and run by one worker: the template's against bare taskiq.
+QUEUE_SCENARIOS = ("queue",)
+QUEUE_CONNECTIONS = 16
+# Enqueue-to-start is measured at a steady rate below both workers' capacity (8 connections,
+# one request each every 20 ms: 400 tasks/s); at saturation it only says how long the backlog
+# has grown.
+QUEUE_LATENCY_CONNECTIONS = 8
+QUEUE_LATENCY_PACE = 0.02
+DATA_USERS = 1_000_000
+DEEP_PAGE = 10_000
+PATCH_USERS = 32
+
+
+def _seed(database_url: str, count: int) -> float:
+    """`count` users made by PostgreSQL (generate_series), vacuumed and analyzed; skipped when
+    an earlier run left them. Their password is the admin's. Returns the seconds it took."""
+    import psycopg
+    from pwdlib import PasswordHash
+
+    from bench.seed import SEED_USERS_SQL, seed_users_params
+
+    started = time.perf_counter()
+    url = "postgresql://" + database_url.partition("://")[2]
+    with psycopg.connect(url, autocommit=True) as conn:
+        present = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM users WHERE email LIKE 'seed%%@example.com' "
+            "LIMIT %s) AS seeded",
+            (count,),
+        ).fetchone()
+        if present is None or present[0] < count:
+            conn.execute("DELETE FROM users WHERE email LIKE 'seed%%@example.com'")
+            params = seed_users_params(count, PasswordHash.recommended().hash(ADMIN_PASSWORD))
+            conn.execute(SEED_USERS_SQL, params)
+            conn.execute("VACUUM ANALYZE users")
+    return time.perf_counter() - started
+
+
+def _data_scale_plan(
+    app_url: str, token: str, connections: int
+) -> list[tuple[str, str, dict[str, Any], int]]:
+    """(scenario, path, load options, connections) of the data-scale scenarios."""
+    auth = {"Authorization": f"Bearer {token}"}
+    first = "/api/v1/users?sort=-created_at&per_page=20"
+    deep = httpx.get(
+        f"{app_url}/api/v1/users",
+        params={"sort": "-created_at", "per_page": 20, "page": DEEP_PAGE - 1},
+        headers=auth,
+        timeout=60,
+    )
+    deep.raise_for_status()
+    cursor = deep.json()["next_cursor"]  # page DEEP_PAGE, by cursor
+    newest = httpx.get(
+        f"{app_url}/api/v1/users", params={"per_page": 1}, headers=auth, timeout=60
+    ).json()["items"][0]["created_at"]
+    since = (datetime.fromisoformat(newest) - timedelta(days=1)).isoformat()  # ~864 admins
+    filtered = httpx.URL(
+        "/api/v1/users",
+        params={"sort": "-created_at", "per_page": 20, "filter[role]": "admin",
+                "filter[created_at][gte]": since},
+    )  # fmt: skip
+    return [
+        ("GET /api/v1/users first page", first, {"headers": auth}, connections),
+        (
+            f"GET /api/v1/users page {DEEP_PAGE} (offset)",
+            f"{first}&page={DEEP_PAGE}",
+            {"headers": auth},
+            connections,
+        ),
+        (
+            f"GET /api/v1/users page {DEEP_PAGE} (cursor)",
+            f"/api/v1/users?per_page=20&cursor={cursor}",
+            {"headers": auth},
+            connections,
+        ),
+        ("GET /api/v1/users filtered", str(filtered), {"headers": auth}, connections),
+    ]
+
+
+def _patch_tokens(app_url: str, count: int) -> list[dict[str, str]]:
+    """Bearer headers of `count` seeded users (by email: the scenario changes their
+    usernames), one per connection (no two requests race for one row's version)."""
+    headers = []
+    for number in range(1, count + 1):
+        login = httpx.post(
+            f"{app_url}/api/v1/auth/login",
+            data={"username": f"seed{number}@example.com", "password": ADMIN_PASSWORD},
+            timeout=60,
+        )
+        login.raise_for_status()
+        headers.append({"Authorization": f"Bearer {login.json()['access_token']}"})
+    return headers
+
+
+def _new_username(connection: int, sent: int) -> str:
+    return json.dumps({"username": f"p{connection}n{sent}r{secrets.token_hex(3)}"})
 
 
 def run(
@@ -308,6 +409,8 @@ def run(
     services = _services()
     env = _server_env(services, pool_size=max(10, min(connections // 4, 30)))
     _migrate(services["DATABASE_URL"])
+    data_scale = [name for name in DATA_SCENARIOS if name in scenarios]
+    seed_s = _seed(services["DATABASE_URL"], DATA_USERS) if data_scale else 0.0
     logs = Path(tempfile.mkdtemp(prefix="bench-"))
     app_port, base_port = _free_port(), _free_port()
     app_cmd = [
@@ -339,6 +442,7 @@ def run(
     # the cold starts free of that competition.
     started: list[subprocess.Popen[bytes]] = []  # stopped whatever happens
     results: list[Result] = []
+    queue: dict[str, Any] | None = None
     try:
         if overlap_setup:
             started.append(admin := _create_admin(env))
@@ -373,6 +477,11 @@ def run(
             ),
         ]
         chosen = [row for key, row in zip(SCENARIOS, table, strict=True) if key in scenarios]
+        if data_scale:
+            plan = _data_scale_plan(app_url, token, connections)
+            for key, (name, path, options, conns) in zip(DATA_SCENARIOS, plan, strict=False):
+                if key in scenarios:
+                    chosen.append((name, path, options["headers"], "GET", None, True, conns))
         for name, path, headers, method, body, compare, conns in chosen:
             targets = (
                 [("template", app_url), ("baseline", base_url)]
@@ -396,6 +505,10 @@ def run(
                     runs[target].append(load(duration=duration))
             for target, data in runs.items():
                 results.append(_result(name, target, conns, _combined(data)))
+        if "patch_me" in scenarios:
+            results += _patch_me(app_url, base_url, duration, warmup, rounds)
+        if "queue" in scenarios:
+            queue = _queue(env, duration, rounds, logs)
         rss_mb = _settled_rss_mb(app_proc.pid)
         base_rss_mb = _settled_rss_mb(base_proc.pid)
     finally:
@@ -410,9 +523,183 @@ def run(
         "rate_limiting": "Rate limiting was disabled for the run (RATE_LIMIT_ENABLED=false)",
         "cold_start_s": {"template": round(app_cold, 3), "baseline": round(base_cold, 3)},
         "rss_after_load_mb": {"template": round(rss_mb, 1), "baseline": round(base_rss_mb, 1)},
+        "data_scale": {"users": DATA_USERS, "seed_s": round(seed_s, 1)} if data_scale else None,
+        "queue": queue,
+        "load_average": os.getloadavg(),
         "results": [asdict(result) for result in results],
         "ratios": _ratios(results),
     }
+
+
+def _patch_me(
+    app_url: str, base_url: str, duration: float, warmup: float, rounds: int
+) -> list[Result]:
+    """PATCH /api/v1/users/me, a new username each time, one seeded user per connection; the
+    Python load generator on both sides (wrk cannot give each connection its own user)."""
+    headers = _patch_tokens(app_url, PATCH_USERS)
+    loads = {
+        target: functools.partial(
+            _python_load,
+            url + "/api/v1/users/me",
+            connections=PATCH_USERS,
+            method="PATCH",
+            headers={"Content-Type": "application/json"},
+            body=None,
+            connection_headers=headers,
+            bodies=_new_username,
+        )
+        for target, url in (("template", app_url), ("baseline", base_url))
+    }
+    if warmup:
+        for load in loads.values():
+            load(duration=warmup)
+    runs: dict[str, list[dict[str, Any]]] = {target: [] for target in loads}
+    for _ in range(rounds):
+        for target, load in loads.items():
+            runs[target].append(load(duration=duration))
+    return [
+        _result("PATCH /api/v1/users/me", target, PATCH_USERS, _combined(data))
+        for target, data in runs.items()
+    ]
+
+
+def _uvicorn(target: str, port: int) -> list[str]:
+    return [
+        str(BIN / "uvicorn"),
+        target,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
+def _drain(redis: Any, key: str, expected: int) -> list[tuple[float, float]]:
+    """Wait until the probe recorded `expected` starts (or 15 s pass with none); the pairs."""
+    last, seen = time.monotonic(), 0
+    while (count := int(redis.llen(key))) < expected:
+        if count != seen:
+            last, seen = time.monotonic(), count
+        elif time.monotonic() - last > 15:
+            break  # no progress: report what ran
+        time.sleep(0.1)
+    return [
+        (float(queued), float(begun))
+        for queued, begun in (raw.split() for raw in redis.lrange(key, 0, -1))
+    ]
+
+
+def _queue_round(
+    name: str,
+    server: list[str],
+    worker: list[str],
+    enqueue_path: str,
+    env: dict[str, str],
+    port: int,
+    duration: float,
+    logs: Path,
+) -> dict[str, Any]:
+    """A server and one worker. Under load: 400 enqueue requests a second for `duration` while
+    the worker runs (enqueue-to-start latency, below saturation). Backlog:
+    16 connections with the worker stopped, then one worker drains it (its own tasks/s).
+    Figures from the probe's (enqueued, started) pairs."""
+    from redis import Redis
+
+    from bench.queue_probe import STARTS_KEY
+
+    redis = Redis.from_url(env["REDIS_URL"])
+    redis.delete(STARTS_KEY)
+    url = f"http://127.0.0.1:{port}{enqueue_path}"
+
+    def start_worker() -> subprocess.Popen[bytes]:
+        log = (logs / f"{name}-worker.log").open("ab")
+        return subprocess.Popen(worker, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+    running: list[subprocess.Popen[bytes]] = []
+    try:
+        running.append(start_worker())
+        process, _ = _start(server, env, port, logs / f"{name}.log")
+        running.insert(0, process)
+        httpx.post(url, timeout=10).raise_for_status()  # proves the worker listens; warms up
+        _drain(redis, STARTS_KEY, 1)
+        redis.delete(STARTS_KEY)
+        load = _python_load(
+            url,
+            duration=duration,
+            connections=QUEUE_LATENCY_CONNECTIONS,
+            method="POST",
+            headers={},
+            body=None,
+            pace=QUEUE_LATENCY_PACE,
+        )
+        under_load = _drain(redis, STARTS_KEY, int(load["requests"]) - int(load["errors"]))
+        _stop(running.pop())
+        redis.delete(STARTS_KEY)
+        backlog = _load(url, duration=duration, connections=QUEUE_CONNECTIONS, method="POST")
+        running.append(start_worker())
+        drained = _drain(redis, STARTS_KEY, int(backlog["requests"]) - int(backlog["errors"]))
+    finally:
+        for process in reversed(running):
+            _stop(process)
+        redis.close()
+    waits = sorted((begun - queued) * 1000 for queued, begun in under_load)
+    span = max(begun for _, begun in under_load) - min(queued for queued, _ in under_load)
+    starts = sorted(begun for _, begun in drained)
+    return {
+        "enqueued": int(load["requests"]) - int(load["errors"]),
+        "started": len(under_load),
+        "enqueue_requests_per_s": _requests_per_s(load),
+        "end_to_end_tasks_per_s": round(len(under_load) / span, 1) if span > 0 else 0.0,
+        "enqueue_to_start_p50_ms": round(statistics.median(waits), 2),
+        "enqueue_to_start_p99_ms": round(waits[min(len(waits) - 1, int(len(waits) * 0.99))], 2),
+        "backlog": len(drained),
+        "worker_tasks_per_s": round(len(starts) / (starts[-1] - starts[0]), 1)
+        if len(starts) > 1
+        else 0.0,
+    }
+
+
+def _queue(env: dict[str, str], duration: float, rounds: int, logs: Path) -> dict[str, Any]:
+    """Tasks enqueued by an endpoint and run by one worker: the template (`app worker` with
+    the probe module, its broker, middlewares and result backend) against bare taskiq (the
+    same Redis-stream broker, a bare Starlette endpoint, `taskiq worker`), rounds alternating."""
+    port = _free_port()
+    python = str(BIN / "python")
+    sides = {
+        "template": (_uvicorn("bench.queue_app:app", port), [python, "-m", "bench.queue_worker"],
+                     "/api/v1/queue-probe"),
+        "bare taskiq": (_uvicorn("bench.queue_bare:app", port),
+                        [str(BIN / "taskiq"), "worker", "bench.queue_bare:broker",
+                         "--workers", "1", "--max-async-tasks", "100"], "/enqueue"),
+    }  # fmt: skip
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    for _ in range(rounds):
+        for side, (server, worker, path) in sides.items():
+            name = side.replace(" ", "-")
+            runs[side].append(_queue_round(name, server, worker, path, env, port, duration, logs))
+    summary: dict[str, Any] = {
+        "connections": {"latency": QUEUE_LATENCY_CONNECTIONS, "backlog": QUEUE_CONNECTIONS},
+        "rounds": runs,
+    }
+    for side, side_runs in runs.items():
+        summary[side] = {
+            key: statistics.median(run[key] for run in side_runs)
+            for key in side_runs[0]
+            if key not in ("enqueued", "started", "backlog")
+        }
+    template, bare = summary["template"], summary["bare taskiq"]
+    if bare["worker_tasks_per_s"]:
+        summary["worker_tasks_per_s_ratio"] = round(
+            template["worker_tasks_per_s"] / bare["worker_tasks_per_s"], 2
+        )
+    return summary
 
 
 def _ratios(results: list[Result]) -> dict[str, dict[str, float]]:
@@ -443,6 +730,24 @@ def render(report: dict[str, Any]) -> str:
             f"| {row['requests_per_s']:.0f} | {row['p50_ms']} | {row['p99_ms']} "
             f"| {row['errors']} | {vs_baseline} |"
         )
+    if report.get("queue"):
+        queue = report["queue"]
+        lines += [
+            "",
+            "| queue (one worker) | worker tasks/s (a backlog) | enqueue req/s (paced) "
+            "| enqueue-to-start p50 ms | p99 ms |",
+            "|---|---|---|---|---|",
+        ]
+        for side in ("template", "bare taskiq"):
+            row = queue[side]
+            lines.append(
+                f"| {side} | {row['worker_tasks_per_s']:.0f} "
+                f"| {row['enqueue_requests_per_s']:.0f} | {row['enqueue_to_start_p50_ms']} "
+                f"| {row['enqueue_to_start_p99_ms']} |"
+            )
+        if "worker_tasks_per_s_ratio" in queue:
+            ratio = queue["worker_tasks_per_s_ratio"]
+            lines.append(f"\nWorker tasks/s, template vs bare taskiq: {ratio}x.")
     lines.append("")
     lines.append(
         f"Cold start: template {report['cold_start_s']['template']} s, baseline "
@@ -469,7 +774,9 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="1 s, 8 connections, no warm-up (CI)")
     parser.add_argument("--output", type=Path, default=None, help="where to save the JSON report")
     parser.add_argument(
-        "--scenarios", default=",".join(SCENARIOS), help=f"comma-separated: {','.join(SCENARIOS)}"
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated: {','.join(SCENARIOS + DATA_SCENARIOS + QUEUE_SCENARIOS)}",
     )
     args = parser.parse_args()
     if args.smoke:
@@ -477,7 +784,7 @@ def main() -> None:
         if args.scenarios == ",".join(SCENARIOS):
             args.scenarios = "users"
     scenarios = tuple(name.strip() for name in args.scenarios.split(",") if name.strip())
-    unknown = set(scenarios) - set(SCENARIOS)
+    unknown = set(scenarios) - set(SCENARIOS) - set(DATA_SCENARIOS) - set(QUEUE_SCENARIOS)
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     report = run(

@@ -154,7 +154,7 @@ class Settings(AppSettings):
     queue_broker: QueueBroker = QueueBroker.REDIS
     queue_max_retries: int = Field(default=3, ge=0, le=100)
     queue_retry_delay: float = Field(default=5.0, ge=0, le=3600)
-    queue_result_ttl: int = Field(default=3600, ge=1)
+    queue_result_ttl: int = Field(default=0, ge=0)
     queue_redelivery_timeout: float = Field(default=600.0, gt=0, le=86_400)
     # On SIGTERM a worker waits this long for running tasks; unfinished ones are redelivered.
     queue_shutdown_timeout: float = Field(default=20.0, gt=0, le=3600)

@@ -252,7 +252,7 @@ def client_ip(request: Request, trusted: tuple[Network, ...] = ()) -> str:
     return hops[0] if hops else peer
 
 
-# `= TaskiqDepends()` lets tasks resolve it too (taskiq-fastapi supplies the Request).
+# `= TaskiqDepends()` lets tasks resolve it too (`bind_app` gives them the app).
 async def get_rate_limiter(request: Request = TaskiqDepends()) -> RateLimiter:
     limiter: RateLimiter = request.app.state.rate_limiter
     return limiter

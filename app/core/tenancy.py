@@ -36,7 +36,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, SessionTransaction,
 
 from app.core.auth import ActivePrincipal
 from app.core.config import Settings
-from app.core.db import BaseRepository, Database, ListParams
+from app.core.db import BaseRepository, Database, ListParams, Slice
 from app.core.errors import Forbidden, NotFound
 
 # The per-transaction setting the row-level security policies read.
@@ -229,7 +229,7 @@ class TenantRepository(BaseRepository[ModelT]):
         params: ListParams,
         *,
         where: Sequence[ColumnElement[bool]] = (),
-    ) -> tuple[list[ModelT], int]:
+    ) -> Slice[ModelT]:
         return await super().list(session, params, where=(self._tenant_clause(session), *where))
 
 

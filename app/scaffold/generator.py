@@ -125,6 +125,18 @@ def _decimal_limits() -> tuple[int, int]:
     return 12, 2
 
 
+def _list_indexes(table: str, columns: list[Column], *, tenant: bool) -> dict[str, list[str]]:
+    """An index per whitelisted sort (the id last: the tie-breaker and the cursor's last key),
+    after organization_id in a tenant's table: a page is one range scan however large the
+    table. A unique column outside a tenant sorts on its own unique index."""
+    lead = ["organization_id"] if tenant else []
+    sorts = [c.name for c in columns if c.spec.sortable and (tenant or not c.spec.unique)]
+    return {
+        f"ix_{table}_{name}_list": [*lead, name, "id"]
+        for name in [*sorts, "created_at", "updated_at"]
+    }
+
+
 def _column(spec: FieldSpec, entity: str) -> Column:
     nullable = spec.optional
     kind = spec.kind
@@ -322,6 +334,7 @@ def plan_module(
             None,
         ),
         "unique_column": next((c for c in columns if c.spec.unique and not c.foreign_key), None),
+        "list_indexes": _list_indexes(name, columns, tenant=options.tenant),
     }
     plan = ModulePlan(name=name, entity=entity)
     module_dir = Path("app/modules") / name

@@ -26,9 +26,9 @@ async def test_start_up_freezes_the_long_lived_objects_when_set_and_shutdown_tha
     assert gc.get_freeze_count() == 0
 
 
-def _request_app(overrides: dict[Any, Any]) -> object:
-    factory = overrides.get(Request)
-    return None if factory is None else factory().app
+def _request_app(context: dict[Any, Any]) -> object:
+    request = context.get(Request)
+    return None if request is None else request.app
 
 
 async def test_in_process_tasks_get_the_newest_running_app_when_lifespans_overlap(
@@ -36,14 +36,14 @@ async def test_in_process_tasks_get_the_newest_running_app_when_lifespans_overla
 ) -> None:
     """A test's own app can start inside the session's and stop before it: tasks must then get
     the app still running, not the stopped one nor none at all."""
-    before = _request_app(broker.dependency_overrides)
+    before = _request_app(broker.custom_dependency_context)
     first, second = create_app(make_settings(services)), create_app(make_settings(services))
     first_running, second_running = LifespanManager(first), LifespanManager(second)
     await first_running.__aenter__()
-    assert _request_app(broker.dependency_overrides) is first
+    assert _request_app(broker.custom_dependency_context) is first
     await second_running.__aenter__()
-    assert _request_app(broker.dependency_overrides) is second
+    assert _request_app(broker.custom_dependency_context) is second
     await first_running.__aexit__(None, None, None)  # the older one stops first
-    assert _request_app(broker.dependency_overrides) is second
+    assert _request_app(broker.custom_dependency_context) is second
     await second_running.__aexit__(None, None, None)
-    assert _request_app(broker.dependency_overrides) is before
+    assert _request_app(broker.custom_dependency_context) is before

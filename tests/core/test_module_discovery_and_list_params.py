@@ -179,3 +179,28 @@ async def test_get_update_soft_and_hard_delete(http: AsyncClient, widgets_app: F
     async with widgets_app.state.database.engine.connect() as connection:
         remaining = await connection.scalar(text("SELECT count(*) FROM test_widgets"))
     assert remaining == 4
+
+
+async def test_total_is_counted_to_the_limit_then_estimated(
+    http: AsyncClient, owner_engine: AsyncEngine
+) -> None:
+    created = await _seed(http)
+    async with owner_engine.begin() as connection:
+        await connection.execute(text("ANALYZE test_widgets"))
+    # Five widgets, the planner knows it: more than twice the limit, so no count at all.
+    estimated = (await http.get("/api/v1/widgets/bounded")).json()
+    assert (estimated["total"], estimated["total_is_exact"]) == (5, False)
+
+    async with owner_engine.begin() as connection:
+        await connection.execute(text("DELETE FROM test_widgets WHERE name IN ('bolt', 'cog')"))
+        await connection.execute(text("ANALYZE test_widgets"))
+    # Three: not clearly above the limit, so counted; above it, so the total is the estimate.
+    counted = (await http.get("/api/v1/widgets/bounded")).json()
+    assert (counted["total"], counted["total_is_exact"]) == (3, False)
+
+    async with owner_engine.begin() as connection:
+        await connection.execute(text("DELETE FROM test_widgets WHERE name = 'dial'"))
+    exact = (await http.get("/api/v1/widgets/bounded", params={"sort": "name"})).json()
+    assert (exact["total"], exact["total_is_exact"]) == (2, True)
+    assert [item["name"] for item in exact["items"]] == ["anchor", "axle"]
+    assert len(created) == 5

@@ -352,7 +352,15 @@ def test_plan_for_every_field_type_renders_each_column_once() -> None:
     assert 'sa.UniqueConstraint("code", name=op.f("uq_probe_gizmos_code"))' in migration
     assert "postgresql.JSONB()" in migration
     # --owned uses the given owner reference instead of adding one
-    assert model.count("owner_id") == 1
+    assert model.count("owner_id: Mapped[") == 1
+    # An index per whitelisted sort, id last, live rows only; none for a unique column (its
+    # own index serves) nor for text and JSON, which are not sortable.
+    live = 'postgresql_where=sa.text("deleted_at IS NULL")'
+    assert f'sa.Index("ix_probe_gizmos_created_at_list", "created_at", "id", {live})' in model
+    assert f'sa.Index("ix_probe_gizmos_qty_list", "qty", "id", {live})' in model
+    assert f'"ix_probe_gizmos_qty_list", "probe_gizmos", ["qty", "id"], {live})' in migration
+    for unsorted in ("code", "body", "meta"):
+        assert f"ix_probe_gizmos_{unsorted}_list" not in model
     policies = files["app/modules/probe_gizmos/policies.py"]
     assert "record.owner_id == actor.id" in policies
 

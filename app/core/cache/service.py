@@ -231,7 +231,7 @@ def cached(
     return decorator
 
 
-# `= TaskiqDepends()` lets tasks resolve it too (taskiq-fastapi supplies the Request).
+# `= TaskiqDepends()` lets tasks resolve it too (`bind_app` gives them the app).
 async def get_cache(request: Request = TaskiqDepends()) -> CacheService:
     cache: CacheService = request.app.state.cache
     return cache

@@ -19,7 +19,7 @@ from app.core.db.engine import (
     get_session,
     release_connection,
 )
-from app.core.db.listing import FilterSpec, ListParams, Page, list_params
+from app.core.db.listing import FilterSpec, ListParams, Page, Slice, list_params
 from app.core.db.repository import BaseRepository, rows_affected
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "FilterSpec",
     "ListParams",
     "Page",
+    "Slice",
     "SoftDeleteMixin",
     "TimestampMixin",
     "UUIDPrimaryKeyMixin",

@@ -76,7 +76,7 @@ async def get_database(request: Request = TaskiqDepends()) -> Database:
 DatabaseDep = Annotated[Database, Depends(get_database)]
 
 
-# `= TaskiqDepends()` lets tasks resolve it too (taskiq-fastapi supplies the Request).
+# `= TaskiqDepends()` lets tasks resolve it too (`bind_app` gives them the app).
 async def get_session(request: Request = TaskiqDepends()) -> AsyncIterator[AsyncSession]:
     """One session per request (or task); rolled back if the handler did not commit."""
     async with request.app.state.database.sessionmaker() as session:

@@ -3,10 +3,19 @@
 Syntax: `?sort=-created_at,email&page=2&per_page=20&filter[role]=admin`
 `&filter[role][in]=admin,user&filter[created_at][gte]=2024-01-01T00:00:00Z`.
 Each endpoint whitelists the fields it sorts and filters on; anything else is a 422.
+
+Pages by number (`page`) or by cursor (`cursor`, from a response's `next_cursor` or
+`prev_cursor`): a cursor holds the sort key values of the row it continues from, so the next
+page is one index range scan however deep it is, where `page=10000` makes the database read
+and skip every row before it. `total` is exact up to the endpoint's `exact_total_limit`
+(default 10,000) and PostgreSQL's planner estimate above it (`total_is_exact` says which).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -14,8 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 from fastapi import Query, Request
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import to_jsonable_python
 
 from app.core.errors import ValidationFailed
 
@@ -25,6 +35,10 @@ FilterOp = Literal["eq", "ne", "in", "gt", "gte", "lt", "lte"]
 FILTER_OPS: frozenset[str] = frozenset({"eq", "ne", "in", "gt", "gte", "lt", "lte"})
 MAX_IN_VALUES = 100
 MAX_PAGE = 1_000_000
+# Counting stops here: above it, `total` is the planner's estimate (a count of a million rows
+# reads a million index entries on every request).
+DEFAULT_EXACT_TOTAL_LIMIT = 10_000
+MAX_CURSOR_LENGTH = 2_000
 _FILTER_KEY = re.compile(r"^filter\[(?P<field>[^\[\]]+)\](?:\[(?P<op>[^\[\]]+)\])?$")
 
 
@@ -44,32 +58,98 @@ class Filter:
 
 
 @dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a page continues: the sort key values (tie-breaker last) of the row before it
+    (`backward`: after it, walking back), for the sort and the keys it was made for."""
+
+    sort: str
+    keys: tuple[str, ...]
+    values: tuple[Any, ...]
+    backward: bool = False
+
+    def encode(self) -> str:
+        payload = {"s": self.sort, "k": self.keys, "v": self.values, "b": self.backward}
+        raw = json.dumps(to_jsonable_python(payload), separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> Cursor:
+        """The cursor a response gave; a 422 for anything else. Not signed: its values only
+        bound a range of rows the caller may list anyway, like a filter would."""
+        try:
+            data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+            sort, keys, values, backward = data["s"], data["k"], data["v"], data["b"]
+            if not (
+                isinstance(sort, str)
+                and isinstance(keys, list)
+                and isinstance(values, list)
+                and len(keys) == len(values)
+                and all(isinstance(key, str) for key in keys)
+                and isinstance(backward, bool)
+            ):
+                raise ValueError(token)
+        except (ValueError, TypeError, KeyError, binascii.Error):
+            raise _error("cursor", "invalid cursor; use a next_cursor or prev_cursor") from None
+        return cls(sort=sort, keys=tuple(keys), values=tuple(values), backward=backward)
+
+
+@dataclass(frozen=True, slots=True)
 class ListParams:
     page: int = 1
     per_page: int = 20
     sort: tuple[tuple[str, bool], ...] = ()  # (field, descending)
     filters: tuple[Filter, ...] = field(default_factory=tuple)
+    cursor: Cursor | None = None
+    exact_total_limit: int = DEFAULT_EXACT_TOTAL_LIMIT
 
     @property
     def offset(self) -> int:
         return (self.page - 1) * self.per_page
 
+    @property
+    def sort_text(self) -> str:
+        """The sort as the query string writes it (a cursor records the sort it was made for)."""
+        return ",".join(f"-{name}" if descending else name for name, descending in self.sort)
+
+
+@dataclass(frozen=True, slots=True)
+class Slice(Generic[T]):
+    """One page of a list as a repository read it: the rows, the total and the cursors."""
+
+    items: list[T]
+    total: int
+    total_is_exact: bool = True
+    next_cursor: str | None = None
+    prev_cursor: str | None = None
+
 
 class Page(BaseModel, Generic[T]):
     items: list[T]
-    total: int
-    page: int
+    total: int = Field(
+        description="matching items: exact when `total_is_exact`, else the planner's estimate"
+    )
+    total_is_exact: bool = True
+    page: int | None = Field(description="the page number; null on a page read by cursor")
     per_page: int
     pages: int
+    next_cursor: str | None = Field(
+        default=None, description="pass as `cursor` for the page after this one; null at the end"
+    )
+    prev_cursor: str | None = Field(
+        default=None, description="pass as `cursor` for the page before this one; null at the start"
+    )
 
     @classmethod
-    def build(cls, items: list[T], *, total: int, params: ListParams) -> Page[T]:
+    def build(cls, items: list[T], *, result: Slice[Any], params: ListParams) -> Page[T]:
         return cls(
             items=items,
-            total=total,
-            page=params.page,
+            total=result.total,
+            total_is_exact=result.total_is_exact,
+            page=None if params.cursor is not None else params.page,
             per_page=params.per_page,
-            pages=math.ceil(total / params.per_page) if total else 0,
+            pages=math.ceil(result.total / params.per_page) if result.total else 0,
+            next_cursor=result.next_cursor,
+            prev_cursor=result.prev_cursor,
         )
 
 
@@ -138,8 +218,10 @@ def list_params(
     default_sort: str | None = None,
     default_per_page: int = 20,
     max_per_page: int = 100,
+    exact_total_limit: int = DEFAULT_EXACT_TOTAL_LIMIT,
 ) -> Callable[..., Awaitable[ListParams]]:
-    """Build a dependency that parses and validates list parameters for one endpoint."""
+    """Build a dependency that parses and validates list parameters for one endpoint.
+    `total` is counted exactly up to `exact_total_limit` rows and estimated above."""
     allowed_sort = frozenset(sortable)
     allowed_filters = dict(filterable or {})
     default_order = parse_sort(default_sort, allowed_sort | frozenset(_names(default_sort)))
@@ -160,12 +242,33 @@ def list_params(
                 + f". Filters: filter[field] or filter[field][op] on: {filter_help}"
             ),
         ),
+        cursor: str | None = Query(
+            None,
+            max_length=MAX_CURSOR_LENGTH,
+            description=(
+                "a response's next_cursor or prev_cursor, instead of `page`: as fast on the "
+                "thousandth page as on the first (send the same filters)"
+            ),
+        ),
     ) -> ListParams:
+        order = parse_sort(sort, allowed_sort) or default_order
+        where = None
+        if cursor is not None:
+            if page != 1:
+                raise _error("cursor", "send either page or cursor, not both")
+            where = Cursor.decode(cursor)
+            if sort is not None and where.sort != ",".join(
+                f"-{name}" if descending else name for name, descending in order
+            ):
+                raise _error("cursor", "this cursor was made for another sort")
+            order = parse_sort(where.sort, allowed_sort | frozenset(_names(default_sort)))
         return ListParams(
             page=page,
             per_page=per_page,
-            sort=parse_sort(sort, allowed_sort) or default_order,
+            sort=order,
             filters=parse_filters(request.query_params, allowed_filters),
+            cursor=where,
+            exact_total_limit=exact_total_limit,
         )
 
     return dependency

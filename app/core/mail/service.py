@@ -219,7 +219,7 @@ class MailService:
         enqueue(session, send_template_task, to, template, dict(context or {}))
 
 
-# `= TaskiqDepends()` lets tasks resolve it too (taskiq-fastapi supplies the Request).
+# `= TaskiqDepends()` lets tasks resolve it too (`bind_app` gives them the app).
 async def get_mailer(request: Request = TaskiqDepends()) -> MailService:
     mailer: MailService = request.app.state.mailer
     return mailer

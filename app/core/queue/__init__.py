@@ -17,7 +17,7 @@ each as you like.
 
 from taskiq import TaskiqDepends
 
-from app.core.queue.broker import AppBroker, broker
+from app.core.queue.broker import AppBroker, bind_app, broker
 from app.core.queue.middleware import RequestIdMiddleware, RetryMiddleware
 from app.core.queue.scheduler import scheduler, send_due_tasks
 from app.core.request_context import REQUEST_ID_LABEL
@@ -28,6 +28,7 @@ __all__ = [
     "RequestIdMiddleware",
     "RetryMiddleware",
     "TaskiqDepends",
+    "bind_app",
     "broker",
     "scheduler",
     "send_due_tasks",

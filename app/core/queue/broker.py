@@ -4,26 +4,31 @@
 late, from the settings the app or the worker starts with (`configure_broker`):
 
 - `QUEUE_BROKER=redis`: a taskiq-redis `RedisStreamBroker` (consumer group, acknowledged
-  delivery: a task a dying worker held is redelivered) and a `RedisAsyncResultBackend`;
+  delivery: a task a dying worker held is redelivered), and a `RedisAsyncResultBackend` when
+  QUEUE_RESULT_TTL asks for results;
 - `QUEUE_BROKER=memory`: tasks run in-process on the event loop, as taskiq's `InMemoryBroker`
   does (tests). `await broker.wait_all()` waits for what was queued.
 
-Tasks get FastAPI-style dependencies through taskiq-fastapi (`TaskiqDepends(get_cache)` ...).
+Tasks get FastAPI-style dependencies (`TaskiqDepends(get_cache)` ...): a worker runs the app's
+lifespan at start-up, and the app gives the broker its `Request` (`bind_app`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import structlog
-import taskiq_fastapi
+from fastapi import FastAPI, Request
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
-from taskiq import AckableMessage, AsyncBroker, BrokerMessage
+from starlette.requests import HTTPConnection
+from taskiq import AckableMessage, AsyncBroker, BrokerMessage, TaskiqEvents, TaskiqState
 from taskiq.brokers.inmemory_broker import InmemoryResultBackend
 from taskiq.receiver import Receiver
+from taskiq.result_backends.dummy import DummyResultBackend
 from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
 from app.core.config import QueueBroker, Settings, get_settings
@@ -161,10 +166,16 @@ class AppBroker(AsyncBroker):
             # A task still unacknowledged after this long (its worker died) is claimed again.
             idle_timeout=int(settings.queue_redelivery_timeout * 1000),
         )
-        self.result_backend = RedisAsyncResultBackend(
-            redis_url=settings.redis_url,
-            result_ex_time=settings.queue_result_ttl,
-            prefix_str=f"{settings.app_name}:task-result",
+        # Results only for those who wait for them: storing one costs each task a Redis
+        # client and a SET (docs/performance.md).
+        self.result_backend = (
+            RedisAsyncResultBackend(
+                redis_url=settings.redis_url,
+                result_ex_time=settings.queue_result_ttl,
+                prefix_str=f"{settings.app_name}:task-result",
+            )
+            if settings.queue_result_ttl
+            else DummyResultBackend()
         )
 
     async def startup(self) -> None:
@@ -214,8 +225,37 @@ class AppBroker(AsyncBroker):
             await asyncio.gather(*self._running, *self.retry.pending, return_exceptions=True)
 
 
-broker = AppBroker()
-# In a worker process, start the FastAPI app's lifespan so tasks can use its dependencies.
-taskiq_fastapi.init(broker, "app.main:create_app")
+def bind_app(app: FastAPI | None) -> None:
+    """Tasks' `Request` (and `HTTPConnection`) dependencies stand for `app`; None unbinds.
+    One object in the broker's dependency context (taskiq's `add_dependency_context`), where
+    taskiq-fastapi's `populate_dependency_context` installs dependency overrides, with which
+    taskiq rebuilds a task's dependency graph every time it runs (docs/performance.md)."""
+    if app is None:
+        broker.custom_dependency_context.pop(Request, None)
+        broker.custom_dependency_context.pop(HTTPConnection, None)
+        return
+    scope = {"app": app, "type": "http", "state": {}}
+    broker.add_dependency_context({Request: Request(scope), HTTPConnection: HTTPConnection(scope)})
 
-__all__ = ["AppBroker", "ReclaimingStreamBroker", "broker"]
+
+async def _start_app(state: TaskiqState) -> None:
+    """In a worker process, build the app and run its lifespan: the tasks' dependencies are
+    the app's services (its lifespan binds it, see `bind_app`)."""
+    if not broker.is_worker_process:
+        return
+    # By name: app.main imports this module.
+    app: FastAPI = importlib.import_module("app.main").create_app()
+    state.app_lifespan = app.router.lifespan_context(app)
+    await state.app_lifespan.__aenter__()
+
+
+async def _stop_app(state: TaskiqState) -> None:
+    if broker.is_worker_process:
+        await state.app_lifespan.__aexit__(None, None, None)
+
+
+broker = AppBroker()
+broker.add_event_handler(TaskiqEvents.WORKER_STARTUP, _start_app)
+broker.add_event_handler(TaskiqEvents.WORKER_SHUTDOWN, _stop_app)
+
+__all__ = ["AppBroker", "ReclaimingStreamBroker", "bind_app", "broker"]

@@ -12,10 +12,11 @@ from typing import Any
 import anyio.to_thread
 import structlog
 from fastapi import UploadFile
+from sqlalchemy import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.core.db import ListParams, release_connection, utcnow
+from app.core.db import ListParams, Slice, release_connection, utcnow
 from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.core.events import publish
 from app.core.mail import MailService
@@ -30,6 +31,8 @@ from app.modules.users.models import Role, User
 from app.modules.users.policies import Actor
 from app.modules.users.repositories import UserRepository
 from app.modules.users.schemas import UserCreate, UserDTO
+
+_DTO_FIELDS = tuple(UserDTO.model_fields)
 
 log = structlog.get_logger("app.users")
 security_log = structlog.get_logger("app.security")
@@ -103,11 +106,6 @@ class UsersService:
 
     async def find_by_email(self, *, email: str) -> User | None:
         return await self.users.get_by_email(self.session, email=email)
-
-    async def list(self, *, actor: Actor, params: ListParams) -> tuple[list[User], int]:
-        if not policies.can_list(actor):
-            raise Forbidden("Only administrators may list users")
-        return await self.users.list(self.session, params)
 
     # --- passwords -------------------------------------------------------------------------
 
@@ -335,9 +333,12 @@ class UsersService:
             )
         await self._check_admin_remains(user, changes)
         try:
-            await self._check_unique(
-                email=changes.get("email"), username=changes.get("username"), exclude=user.id
-            )
+            # A new username alone is checked by its unique constraint at the commit (the same
+            # 409, one statement less); with a new email, both are asked first, username first.
+            if "email" in changes:
+                await self._check_unique(
+                    email=changes["email"], username=changes.get("username"), exclude=user.id
+                )
         except EmailTaken:
             # "Taken" tells whether an address has an account here: each such answer costs a
             # password attempt, so asking is bounded by the account's password budget.
@@ -357,8 +358,9 @@ class UsersService:
             await self.sessions.end_all(self.session, user_id=user.id, now=utcnow())
         if moved:  # the old address hears of it, in the same transaction
             self._tell(old_email, "users/email_changed", user, new_email=user.email)
+        # No refresh after it: the session keeps what it wrote (expire_on_commit=False), the
+        # new version and updated_at included; a read back would be three more round trips.
         await self._commit_unique()
-        await self.session.refresh(user)
         if moved:
             security_log.info("email_changed", security_event=True, user_id=str(user.id))
         return user
@@ -480,6 +482,14 @@ class UsersReader:
         async with self.engine.connect() as connection:
             row = await self.users.read_live(connection, id=user_id)
         return None if row is None else UserDTO.model_validate(row)
+
+    async def list(self, *, actor: Actor, params: ListParams) -> Slice[RowMapping]:
+        """A page of users as UserDTO fields, read on a plain connection (a list is read-only:
+        no unit of work, no ORM objects)."""
+        if not policies.can_list(actor):
+            raise Forbidden("Only administrators may list users")
+        async with self.engine.connect() as connection:
+            return await self.users.read_page(connection, params, columns=_DTO_FIELDS)
 
     async def view(self, *, actor: Actor, user_id: uuid.UUID) -> UserDTO:
         """The user `actor` asked for; 404 when it is gone and, alike, when they may not see it

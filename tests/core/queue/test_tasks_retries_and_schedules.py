@@ -16,10 +16,10 @@ from taskiq import Context, TaskiqDepends
 
 from app.core.cache import CacheService, get_cache
 from app.core.mail import MailService
-from app.core.queue import REQUEST_ID_LABEL, broker, send_due_tasks
+from app.core.queue import REQUEST_ID_LABEL, AppBroker, broker, send_due_tasks
 from app.core.queue.scheduler import scheduler
 from app.core.request_context import current_request_id
-from tests.conftest import MailOutbox, Services
+from tests.conftest import MailOutbox, Services, make_settings
 from tests.support import PROJECT_ROOT
 
 seen: list[dict[str, Any]] = []
@@ -96,6 +96,27 @@ async def test_scheduled_task_fires_on_its_cron_minute(app: FastAPI) -> None:
         assert "tests.queue.tick" in await send_due_tasks(scheduler)
     await broker.wait_all()
     assert {"value": "tick"} in seen
+
+
+@pytest.mark.parametrize(("ttl", "stored"), [(0, False), (60, True)])
+async def test_task_results_are_stored_in_redis_only_when_asked(
+    services: Services, redis: Redis, ttl: int, stored: bool
+) -> None:
+    """QUEUE_RESULT_TTL=0 (the default): a finished task's result is not written anywhere."""
+    from taskiq.result import TaskiqResult
+
+    fresh = AppBroker()
+    fresh.configure(make_settings(services, queue_broker="redis", queue_result_ttl=ttl))
+    result: TaskiqResult[Any] = TaskiqResult(is_err=False, return_value=42, execution_time=0.1)
+    await fresh.result_backend.set_result("probe-task", result)
+    try:
+        keys = [key async for key in redis.scan_iter("*task-result*probe-task")]
+        assert len(keys) == int(stored)
+        if stored:
+            assert (await fresh.result_backend.get_result("probe-task")).return_value == 42
+            assert 0 < await redis.ttl(keys[0]) <= ttl
+    finally:
+        await fresh.result_backend.shutdown()
 
 
 # A real `app worker` process: `make e2e`.

@@ -64,9 +64,9 @@ async def list_api_keys(
     principal: SignedInPrincipal, params: ApiKeyListParams, service: ApiKeyServiceDep
 ) -> Page[ApiKeyOut]:
     """Your keys that are not revoked, with their last use (recorded to the minute)."""
-    keys, total = await service.list(user_id=principal.id, params=params)
+    result = await service.list(user_id=principal.id, params=params)
     return Page[ApiKeyOut].build(
-        [ApiKeyOut.model_validate(key) for key in keys], total=total, params=params
+        [ApiKeyOut.model_validate(key) for key in result.items], result=result, params=params
     )
 
 

@@ -12,7 +12,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.auth import Principal
-from app.core.db import Database, ListParams, utcnow
+from app.core.db import Database, ListParams, Slice, utcnow
 from app.core.errors import Conflict, Forbidden, NotFound
 from app.core.security import hash_token
 from app.modules.auth.api_keys.models import ApiKey
@@ -81,7 +81,7 @@ class ApiKeyService:
         )
         return created
 
-    async def list(self, *, user_id: uuid.UUID, params: ListParams) -> tuple[list[ApiKey], int]:
+    async def list(self, *, user_id: uuid.UUID, params: ListParams) -> Slice[ApiKey]:
         """The user's keys that are not revoked (expired ones too, until revoked)."""
         return await self.keys.list(
             self.session,

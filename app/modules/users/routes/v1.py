@@ -152,14 +152,15 @@ async def delete_my_avatar(
     dependencies=[Depends(require_role(Role.ADMIN))],
 )
 async def list_users(
-    principal: ActivePrincipal, params: UserListParams, service: UsersServiceDep, request: Request
+    principal: ActivePrincipal, params: UserListParams, reader: UsersReaderDep, request: Request
 ) -> Page[UserOut]:
-    """Administrators: list users with sort, filters and pages."""
-    users, total = await service.list(actor=principal, params=params)
-    items = [await present(request, user) for user in users]
+    """Administrators: list users with sort, filters, and pages by number or by cursor
+    (`next_cursor`/`prev_cursor`: as fast deep in the list as at its start)."""
+    result = await reader.list(actor=principal, params=params)
+    items = [await present(request, UserDTO.model_validate(user)) for user in result.items]
     return Page[UserOut].build(
         [UserOut.model_validate(item, from_attributes=True) for item in items],
-        total=total,
+        result=result,
         params=params,
     )
 

@@ -52,9 +52,9 @@ WidgetListParams = Annotated[
 
 @router.get("")
 async def list_widgets(session: DBSession, params: WidgetListParams) -> Page[WidgetOut]:
-    items, total = await widgets.list(session, params)
+    result = await widgets.list(session, params)
     return Page[WidgetOut].build(
-        [WidgetOut.model_validate(item) for item in items], total=total, params=params
+        [WidgetOut.model_validate(item) for item in result.items], result=result, params=params
     )
 
 
@@ -63,6 +63,22 @@ async def create_widget(session: DBSession, body: WidgetIn) -> WidgetOut:
     widget = await widgets.create(session, **body.model_dump())
     await session.commit()
     return WidgetOut.model_validate(widget)
+
+
+BoundedListParams = Annotated[
+    ListParams, Depends(list_params(sortable={"name"}, exact_total_limit=2))
+]
+
+
+@router.get("/bounded")
+async def list_widgets_counting_to_two(
+    session: DBSession, params: BoundedListParams
+) -> Page[WidgetOut]:
+    """The same list, counted exactly up to two widgets only."""
+    result = await widgets.list(session, params)
+    return Page[WidgetOut].build(
+        [WidgetOut.model_validate(item) for item in result.items], result=result, params=params
+    )
 
 
 @router.get("/{widget_id}")

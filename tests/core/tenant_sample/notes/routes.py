@@ -37,8 +37,9 @@ NoteListParams = Annotated[ListParams, Depends(list_params(sortable={"title"}))]
 
 @router.get("", response_model=Page[NoteOut])
 async def list_notes(session: TenantSession, params: NoteListParams) -> Page[NoteOut]:
-    items, total = await notes.list(session, params)
-    return Page.build([NoteOut.model_validate(n) for n in items], total=total, params=params)
+    result = await notes.list(session, params)
+    notes_out = [NoteOut.model_validate(n) for n in result.items]
+    return Page.build(notes_out, result=result, params=params)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=NoteOut)
