@@ -9,7 +9,7 @@ since it hides a missing index behind a full scan of another index followed by a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -90,7 +90,8 @@ async def test_page_numbers_still_work_and_give_a_cursor_onward(
     )
     body = second.json()
     assert [item["username"] for item in body["items"]] == ["erin", "root"]
-    assert body["page"] == 2 and body["next_cursor"] is None
+    assert body["page"] == 2
+    assert body["next_cursor"] is None
     before = await client.get(
         USERS,
         params={"sort": "username", "per_page": 2, "cursor": body["prev_cursor"]},
@@ -129,13 +130,13 @@ async def test_bad_cursors_are_422(
 
 
 @pytest.fixture
-async def seeded(owner_engine: AsyncEngine, admin: User) -> AsyncIterator[dict[str, Any]]:
+async def seeded(owner_engine: AsyncEngine, admin: User) -> dict[str, Any]:
     """10,050 users made by PostgreSQL, analyzed (the clean slate deletes them after)."""
     params = seed_users_params(SEEDED, DEFAULT_PASSWORD_HASH)
     async with owner_engine.begin() as connection:
         await connection.exec_driver_sql(SEED_USERS_SQL, params)
         await connection.exec_driver_sql("ANALYZE users")
-    yield params
+    return params
 
 
 async def test_total_is_exact_up_to_the_limit_and_estimated_above(
