@@ -173,6 +173,7 @@ async def test_256_connections_on_a_user_lookup_no_error_no_timeout(
 
 
 # Not measured by coverage: it repeats paths the functional tests cover, many times over.
+@pytest.mark.e2e  # 200 argon2id hashes: seconds of CPU, make e2e
 @pytest.mark.no_cover
 async def test_200_concurrent_registrations_of_one_email_make_one_user(
     app: FastAPI,

@@ -85,6 +85,7 @@ async def _users(app: FastAPI) -> int:
         return int(await session.scalar(select(func.count()).select_from(User)) or 0)
 
 
+@pytest.mark.e2e  # fault injection takes seconds of outages: make e2e
 async def test_postgres_down_is_503_then_recovers_alone_without_partial_writes(
     faulty_app: FastAPI, http: AsyncClient, private_postgres: PrivatePostgres
 ) -> None:
@@ -131,6 +132,7 @@ async def test_postgres_down_is_503_then_recovers_alone_without_partial_writes(
     assert await _users(faulty_app) == before + 1
 
 
+@pytest.mark.e2e  # fault injection takes seconds of outages: make e2e
 async def test_redis_down_degrades_and_recovers_alone(
     services: Services,
     faulty_app: FastAPI,
@@ -201,6 +203,7 @@ async def test_redis_down_degrades_and_recovers_alone(
     assert computed == [4]  # and the cache caches again
 
 
+@pytest.mark.e2e  # fault injection takes seconds of outages: make e2e
 async def test_a_frozen_redis_costs_a_request_one_timeout_at_most_and_never_a_500(
     services: Services,
     private_redis: EmbeddedRedis,
@@ -281,6 +284,7 @@ async def test_a_frozen_redis_costs_a_request_one_timeout_at_most_and_never_a_50
         assert message["To"] == "cold@example.com"
 
 
+@pytest.mark.e2e  # fault injection takes seconds of outages: make e2e
 async def test_queued_mail_waits_out_an_smtp_outage(faulty_app: FastAPI) -> None:
     port = free_port()
     catcher = MailCatcher(port=port)

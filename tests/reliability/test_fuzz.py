@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
 from app.main import create_app
 from tests.reliability.conftest import bearer, login
 
-DEFAULT_EXAMPLES = 4
+DEFAULT_EXAMPLES = 2
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", DEFAULT_EXAMPLES))
 CHECKS = [
     not_a_server_error,
