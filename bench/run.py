@@ -423,21 +423,7 @@ def run(
         "--workers",
         "1",
     ]
-    base_cmd = [
-        str(BIN / "uvicorn"),
-        "bench.baseline:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(base_port),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
+    base_cmd = _uvicorn("bench.baseline:app", base_port)
     # A smoke run overlaps the admin's creation with the servers' start; a measured run keeps
     # the cold starts free of that competition.
     started: list[subprocess.Popen[bytes]] = []  # stopped whatever happens
