@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -14,6 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import time_machine
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx import AsyncClient
@@ -256,6 +258,16 @@ async def _clean_slate(request: pytest.FixtureRequest) -> AsyncIterator[None]:
         for table in reversed(Base.metadata.sorted_tables):
             await connection.execute(table.delete())
     await application.state.redis.flushdb()
+
+
+@pytest.fixture
+def one_rate_window() -> Iterator[None]:
+    """Run the test inside one minute of the fixed-window rate limits: the clock jumps to the
+    start of the next minute and ticks on from there, so requests a test counts against a
+    limit cannot fall on both sides of a window's end (a count that starts again mid-test)."""
+    now = time.time()
+    with time_machine.travel(now - now % 60 + 60, tick=True):
+        yield
 
 
 def pytest_configure(config: pytest.Config) -> None:

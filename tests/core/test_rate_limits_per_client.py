@@ -20,6 +20,9 @@ from app.core.ratelimit import Limit, LimitSetting, RateLimit, RateLimiter
 from app.main import create_app
 from tests.conftest import Services, make_settings
 
+# Requests here are counted against fixed-window rate limits.
+pytestmark = pytest.mark.usefixtures("one_rate_window")
+
 
 def _app(services: Services, **overrides: Any) -> FastAPI:
     app = create_app(make_settings(services, **overrides))

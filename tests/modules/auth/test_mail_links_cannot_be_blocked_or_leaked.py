@@ -19,6 +19,9 @@ from tests.conftest import MailOutbox
 from tests.modules.conftest import login, token_from_link
 from tests.support import queued_work_done
 
+# Requests here are counted against fixed-window rate limits.
+pytestmark = pytest.mark.usefixtures("one_rate_window")
+
 FORGOT = "/api/v1/auth/password/forgot"
 RESET = "/api/v1/auth/password/reset"
 

@@ -23,6 +23,9 @@ from tests.factories.users import DEFAULT_PASSWORD
 from tests.modules.conftest import LOGIN_URL, bearer, login, token_from_link
 from tests.support import queued_work_done
 
+# Requests here are counted against fixed-window rate limits.
+pytestmark = pytest.mark.usefixtures("one_rate_window")
+
 REGISTER = "/api/v1/auth/register"
 ME = "/api/v1/users/me"
 NEW_PASSWORD = "a-brand-new-passphrase"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import update
@@ -17,6 +18,9 @@ from tests.conftest import MailOutbox
 from tests.factories.organizations import add_member, create_organization
 from tests.modules.conftest import login, token_from_link
 from tests.modules.organizations.conftest import CURRENT_URL, ORGS_URL, SignIn, in_org
+
+# Requests here are counted against fixed-window rate limits.
+pytestmark = pytest.mark.usefixtures("one_rate_window")
 
 INVITATIONS_URL = f"{CURRENT_URL}/invitations"
 ACCEPT_URL = f"{ORGS_URL}/invitations/accept"
