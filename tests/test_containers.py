@@ -30,7 +30,13 @@ from pydantic import AliasChoices, ValidationError
 from typer.testing import CliRunner
 
 from app.cli import cli
-from app.core.config import DEFAULT_SECRET_KEY, AppSettings, Environment, Settings
+from app.core.config import (
+    DEFAULT_SECRET_KEY,
+    AppSettings,
+    Environment,
+    Settings,
+    StorageBackend,
+)
 from app.core.health import router as health_router
 from tests.support import PROJECT_ROOT
 
@@ -595,6 +601,7 @@ def test_compose_has_no_package_index() -> None:
 
 PRODUCTION_FILE = "compose.production.yaml"
 MAILPIT_FILE = "compose.mailpit.yaml"
+MINIO_FILE = "compose.minio.yaml"
 PRODUCTION_ENV_FILE = ".env.production"
 PRODUCTION_SAMPLE = ".sample.production.env"
 NGINX_CONF = "deploy/nginx/nginx.conf"
@@ -859,6 +866,34 @@ def test_mailpit_override_sends_every_mail_to_mailpit() -> None:
         assert environment["SMTP_PORT"] == "1025"
         assert set(environment) <= known_settings()
         assert set(override[name]) == {"environment"}, "the override changes the mail only"
+
+
+@pytest.mark.parametrize("name", ["api", "worker", "storage-init"])
+def test_minio_override_gives_its_app_services_valid_s3_settings(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docker compose -f docker-compose.yaml -f compose.minio.yaml: the override's environment
+    is merged over the stack's service (storage-init is the override's own)."""
+    override: dict[str, dict[str, Any]] = compose_file(MINIO_FILE)["services"]
+    merged = {**compose()["services"].get(name, {}), **override[name]}
+    assert merged["build"] == "."
+    assert merged["env_file"] in (".env", [".env"])
+    base = service_environment(name) if name in compose()["services"] else {}
+    environment = {
+        **dotenv(PROJECT_ROOT / ".sample.env"),
+        **base,
+        **{key: str(value) for key, value in override[name]["environment"].items()},
+    }
+    for variable in known_settings():
+        monkeypatch.delenv(variable, raising=False)
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings(_env_file=None)
+    assert settings.app_env is Environment.DEVELOPMENT
+    assert settings.storage_backend is StorageBackend.S3
+    assert settings.s3_endpoint_url == "http://minio:9000"
+    assert override["minio"]["ports"][0].startswith("127.0.0.1:9000:")
+    assert settings.s3_public_endpoint_url == "http://localhost:9000"  # the browser's way in
 
 
 @pytest.mark.parametrize("name", [PRODUCTION_FILE, MAILPIT_FILE, NGINX_CONF, PRODUCTION_SAMPLE])
