@@ -30,7 +30,7 @@ from app.modules.organizations.repositories import (
     OrganizationRepository,
 )
 from app.modules.organizations.schemas import InvitationSignUp, MemberOut, MyOrganization
-from app.modules.users import EmailTaken, UserCreate, UsersGateway
+from app.modules.users import EmailTaken, UserCreate, UserDTO, UsersGateway
 
 log = structlog.get_logger("app.organizations")
 
@@ -130,21 +130,15 @@ class OrganizationsService:
     # --- members -----------------------------------------------------------------------------
 
     async def members(self, current: CurrentOrganization) -> list[MemberOut]:
+        """Oldest first; their accounts read in one query, however many they are (a deleted
+        account's membership, until it ends, is not shown)."""
         found = await self.memberships.of_organization(self.session, organization_id=current.id)
-        members: list[MemberOut] = []
-        for membership in found:
-            user = await self.users.get_by_id(membership.user_id)
-            if user is not None:
-                members.append(
-                    MemberOut(
-                        user_id=user.id,
-                        username=user.username,
-                        email=user.email,
-                        role=membership.role,
-                        joined_at=membership.created_at,
-                    )
-                )
-        return members
+        users = await self.users.get_many([membership.user_id for membership in found])
+        return [
+            _member_out(membership, users[membership.user_id])
+            for membership in found
+            if membership.user_id in users
+        ]
 
     async def remove(
         self, current: CurrentOrganization, *, actor_id: uuid.UUID, user_id: uuid.UUID
@@ -349,13 +343,7 @@ class OrganizationsService:
         user = await self.users.get_by_id(membership.user_id)
         if user is None:
             raise NotFound("Member not found")
-        return MemberOut(
-            user_id=user.id,
-            username=user.username,
-            email=user.email,
-            role=membership.role,
-            joined_at=membership.created_at,
-        )
+        return _member_out(membership, user)
 
     async def _open_invitation(
         self, current: CurrentOrganization, invitation_id: uuid.UUID
@@ -403,6 +391,16 @@ class OrganizationsService:
         except IntegrityError:
             await self.session.rollback()
             raise conflict from None
+
+
+def _member_out(membership: Membership, user: UserDTO) -> MemberOut:
+    return MemberOut(
+        user_id=user.id,
+        username=user.username,
+        email=user.email,
+        role=membership.role,
+        joined_at=membership.created_at,
+    )
 
 
 def _fields(organization: Organization) -> dict[str, Any]:
