@@ -6,11 +6,13 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from alembic.config import Config
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from starlette.types import ASGIApp
 
@@ -44,6 +46,22 @@ def scratch_database(server_url: str, name: str) -> Iterator[str]:
     finally:
         with psycopg.connect(psycopg_url(server_url), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+@contextmanager
+def sql_statements(app: FastAPI) -> Iterator[list[tuple[str, Any]]]:
+    """The SQL statements `app`'s engine sends meanwhile, with their parameters."""
+    captured: list[tuple[str, Any]] = []
+    engine = app.state.database.engine.sync_engine
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        captured.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        yield captured
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
 
 
 def http_client(app: ASGIApp) -> AsyncClient:

@@ -7,11 +7,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import RowMapping, bindparam, delete, func, select, update
+from sqlalchemy import RowMapping, bindparam, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.core.db import BaseRepository, rows_affected
-from app.modules.organizations.models import Invitation, Membership, Organization
+from app.modules.organizations.models import Invitation, Membership, Organization, OrgRole
 
 # Who the caller is in a live organization, by slug: the one read behind every request that
 # names an organization (compiled once, prepared by psycopg).
@@ -90,6 +90,37 @@ class MembershipRepository(BaseRepository[Membership]):
             .order_by(Membership.created_at, Membership.id)
         )
         return list((await session.execute(query)).scalars().all())
+
+    async def of_user(self, session: AsyncSession, *, user_id: uuid.UUID) -> list[Membership]:
+        """The account's memberships of live organizations, oldest first, locked until the
+        transaction ends."""
+        query = (
+            select(Membership)
+            .join(Organization, Organization.id == Membership.organization_id)
+            .where(Membership.user_id == user_id, Organization.deleted_at.is_(None))
+            .order_by(Membership.created_at, Membership.id)
+            .with_for_update(of=Membership)
+        )
+        return list((await session.execute(query)).scalars())
+
+    async def heir(self, session: AsyncSession, *, organization_id: uuid.UUID) -> Membership | None:
+        """Who inherits the ownership: the longest-standing admin, else the longest-standing
+        member; locked until the transaction ends."""
+        query = (
+            select(Membership)
+            .where(
+                Membership.organization_id == organization_id,
+                Membership.role != OrgRole.OWNER.value,
+            )
+            .order_by(
+                case((Membership.role == OrgRole.ADMIN.value, 0), else_=1),
+                Membership.created_at,
+                Membership.id,
+            )
+            .limit(1)
+            .with_for_update()
+        )
+        return (await session.execute(query)).scalar_one_or_none()
 
 
 class InvitationRepository(BaseRepository[Invitation]):

@@ -30,7 +30,7 @@ from app.modules.organizations.repositories import (
     OrganizationRepository,
 )
 from app.modules.organizations.schemas import InvitationSignUp, MemberOut, MyOrganization
-from app.modules.users import EmailTaken, UserCreate, UsersGateway
+from app.modules.users import EmailTaken, UserCreate, UserDTO, UsersGateway
 
 log = structlog.get_logger("app.organizations")
 
@@ -111,9 +111,7 @@ class OrganizationsService:
         """Soft delete: no member reaches it from this commit on; its data stays until the
         purge (ORGANIZATIONS_PURGE_AFTER_DAYS)."""
         await self._hold_role(current, actor_id, policies.can_delete, "Only the owner may delete")
-        organization = await self.organizations.get(self.session, id=current.id)
-        await self.organizations.delete(self.session, organization)
-        publish(self.session, OrganizationDeleted(organization_id=current.id))
+        await self._soft_delete(current.id)
         await self.session.commit()
         log.info("organization_deleted", organization_id=str(current.id), by=str(actor_id))
 
@@ -130,21 +128,15 @@ class OrganizationsService:
     # --- members -----------------------------------------------------------------------------
 
     async def members(self, current: CurrentOrganization) -> list[MemberOut]:
+        """Oldest first; their accounts read in one query, however many they are (a deleted
+        account's membership, until it ends, is not shown)."""
         found = await self.memberships.of_organization(self.session, organization_id=current.id)
-        members: list[MemberOut] = []
-        for membership in found:
-            user = await self.users.get_by_id(membership.user_id)
-            if user is not None:
-                members.append(
-                    MemberOut(
-                        user_id=user.id,
-                        username=user.username,
-                        email=user.email,
-                        role=membership.role,
-                        joined_at=membership.created_at,
-                    )
-                )
-        return members
+        users = await self.users.get_many([membership.user_id for membership in found])
+        return [
+            _member_out(membership, users[membership.user_id])
+            for membership in found
+            if membership.user_id in users
+        ]
 
     async def remove(
         self, current: CurrentOrganization, *, actor_id: uuid.UUID, user_id: uuid.UUID
@@ -173,6 +165,33 @@ class OrganizationsService:
             MemberRemoved(organization_id=current.id, user_id=actor_id, by_id=actor_id),
         )
         await self.session.commit()
+
+    async def end_memberships(self, *, user_id: uuid.UUID) -> None:
+        """A deleted account leaves every organization, in one transaction (`UserDeleted`).
+
+        - Idempotent: a second run finds no membership left and changes nothing.
+        - Each membership of a live organization is deleted, with a MemberRemoved by the account
+          itself; those of deleted organizations go with the purge.
+        - An owned organization passes to the longest-standing admin, else the longest-standing
+          member, who is told by mail (their own template: nobody transferred it, nobody stays).
+        - An heir whose account is deleted too passes it on when their own deletion is
+          processed; a deleted account gets no mail.
+        - An owned organization with no member left is soft-deleted as its owner would delete it.
+        """
+        ended = await self.memberships.of_user(self.session, user_id=user_id)
+        for membership in ended:
+            await self.memberships.hard_delete(self.session, membership)
+            if membership.role == OrgRole.OWNER:  # stepped down above: one owner at a time
+                await self._pass_ownership(membership.organization_id)
+            publish(
+                self.session,
+                MemberRemoved(
+                    organization_id=membership.organization_id, user_id=user_id, by_id=user_id
+                ),
+            )
+        await self.session.commit()
+        if ended:
+            log.info("memberships_ended", user_id=str(user_id), count=len(ended))
 
     async def change_role(
         self, current: CurrentOrganization, *, actor_id: uuid.UUID, user_id: uuid.UUID, role: str
@@ -321,6 +340,33 @@ class OrganizationsService:
         await self._commit(Conflict("Already a member"))
         return MyOrganization.model_validate({**_fields(organization), "role": membership.role})
 
+    async def _soft_delete(self, organization_id: uuid.UUID) -> None:
+        organization = await self.organizations.get(self.session, id=organization_id)
+        await self.organizations.delete(self.session, organization)
+        publish(self.session, OrganizationDeleted(organization_id=organization_id))
+
+    async def _pass_ownership(self, organization_id: uuid.UUID) -> None:
+        """To the organization's heir, told by mail with the commit; with no member left, the
+        organization is deleted."""
+        heir = await self.memberships.heir(self.session, organization_id=organization_id)
+        if heir is None:
+            await self._soft_delete(organization_id)
+            log.info("organization_deleted", organization_id=str(organization_id), no_member=True)
+            return
+        was = heir.role
+        await self.memberships.update(self.session, heir, role=OrgRole.OWNER.value)
+        user = await self.users.get_by_id(heir.user_id)
+        if user is not None:
+            organization = await self.organizations.get(self.session, id=organization_id)
+            self._mail(
+                user.email,
+                "organizations/ownership_inherited",
+                organization=organization.name,
+                username=user.username,
+                role=was,
+            )
+        log.info("ownership_inherited", organization_id=str(organization_id), to=str(heir.user_id))
+
     async def _hold_role(
         self,
         current: CurrentOrganization,
@@ -349,13 +395,7 @@ class OrganizationsService:
         user = await self.users.get_by_id(membership.user_id)
         if user is None:
             raise NotFound("Member not found")
-        return MemberOut(
-            user_id=user.id,
-            username=user.username,
-            email=user.email,
-            role=membership.role,
-            joined_at=membership.created_at,
-        )
+        return _member_out(membership, user)
 
     async def _open_invitation(
         self, current: CurrentOrganization, invitation_id: uuid.UUID
@@ -403,6 +443,16 @@ class OrganizationsService:
         except IntegrityError:
             await self.session.rollback()
             raise conflict from None
+
+
+def _member_out(membership: Membership, user: UserDTO) -> MemberOut:
+    return MemberOut(
+        user_id=user.id,
+        username=user.username,
+        email=user.email,
+        role=membership.role,
+        joined_at=membership.created_at,
+    )
 
 
 def _fields(organization: Organization) -> dict[str, Any]:

@@ -9,6 +9,7 @@ both doors are FastAPI dependencies, so tests can replace them.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from typing import Annotated
 
 from fastapi import Depends
@@ -41,6 +42,12 @@ class UsersGateway:
         """A live (not deleted) user, active or not."""
         user = await self._service.find(user_id=user_id)
         return None if user is None else UserDTO.model_validate(user)
+
+    async def get_many(self, user_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, UserDTO]:
+        """The live (not deleted) users among `user_ids`, active or not, by id: one query
+        however many they are (a list of members reads its accounts this way)."""
+        users = await self._service.find_many(user_ids=user_ids)
+        return {user.id: UserDTO.model_validate(user) for user in users}
 
     async def get_by_email(self, email: str) -> UserDTO | None:
         user = await self._service.find_by_email(email=email)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -103,6 +104,9 @@ class UsersService:
 
     async def find(self, *, user_id: uuid.UUID) -> User | None:
         return await self.users.get_or_none(self.session, id=user_id)
+
+    async def find_many(self, *, user_ids: Collection[uuid.UUID]) -> list[User]:
+        return await self.users.get_live_many(self.session, ids=user_ids)
 
     async def find_by_email(self, *, email: str) -> User | None:
         return await self.users.get_by_email(self.session, email=email)

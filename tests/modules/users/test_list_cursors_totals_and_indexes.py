@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.modules.users.models import User
 from bench.seed import SEED_USERS_SQL, newest_fraction_since, seed_users_params
 from tests.factories.users import DEFAULT_PASSWORD_HASH
 from tests.modules.conftest import Headers
+from tests.support import sql_statements
 
 USERS = "/api/v1/users"
 MakeUser = Callable[..., Awaitable[User]]
@@ -164,15 +164,8 @@ async def test_total_is_exact_up_to_the_limit_and_estimated_above(
 @pytest.fixture
 def statements(app: FastAPI) -> Iterator[list[tuple[str, Any]]]:
     """The SQL the app sends while the test runs, with its parameters."""
-    captured: list[tuple[str, Any]] = []
-    engine = app.state.database.engine.sync_engine
-
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
-        captured.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", capture)
-    yield captured
-    event.remove(engine, "before_cursor_execute", capture)
+    with sql_statements(app) as captured:
+        yield captured
 
 
 def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
