@@ -12,6 +12,7 @@ process's figures in files there and `/metrics` adds them up (its multiprocess m
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import secrets
 import tempfile
@@ -29,11 +30,13 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
     multiprocess,
     start_http_server,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import QueuePool
@@ -258,14 +261,52 @@ def multiprocess_directory() -> Iterator[str]:
         yield os.environ[MULTIPROC_ENV]
 
 
+def _process_collector(pid: int) -> ProcessCollector:
+    return ProcessCollector(pid=lambda: pid, registry=None)
+
+
+class ProcessTreeCollector(Collector):
+    """This process's `process_*` figures with its child processes' added to the ones that add
+    up (CPU time, memory, open files): prometheus-client's multiprocess mode exports none for
+    the processes that share PROMETHEUS_MULTIPROC_DIR, and the task workers do the work."""
+
+    ADDED_UP = frozenset(
+        {
+            "process_cpu_seconds",
+            "process_resident_memory_bytes",
+            "process_virtual_memory_bytes",
+            "process_open_fds",
+        }
+    )
+
+    def collect(self) -> Iterable[Metric]:
+        own = {family.name: family for family in ProcessCollector(registry=None).collect()}
+        totals = {name: own[name].samples[0].value for name in self.ADDED_UP if name in own}
+        # A child gone since it was listed reads as nothing (ProcessCollector skips it).
+        children = [child.pid for child in multiprocessing.active_children() if child.pid]
+        for pid in children:
+            for family in _process_collector(pid).collect():
+                if family.name in totals:
+                    totals[family.name] += family.samples[0].value
+        for name, family in own.items():
+            if name not in totals:
+                yield family
+            elif family.type == "counter":
+                yield CounterMetricFamily(name, family.documentation, value=totals[name])
+            else:
+                yield GaugeMetricFamily(name, family.documentation, value=totals[name])
+
+
 @contextmanager
 def worker_metrics_server(port: int, addr: str = "0.0.0.0") -> Iterator[int]:  # noqa: S104
     """Serve the summed metrics of the task worker processes this process is about to start
     (in a `multiprocess_directory`), on `port` (0: any free one; yielded), while the block
-    runs. The worker processes must be spawned, not forked."""
+    runs, with the CPU and memory of this process and its children. The worker processes
+    must be spawned, not forked."""
     with multiprocess_directory(), ExitStack() as stack:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        registry.register(ProcessTreeCollector())
         server, thread = start_http_server(port, addr=addr, registry=registry)
         stack.callback(thread.join, 5)
         stack.callback(server.server_close)
@@ -289,6 +330,7 @@ __all__: list[str] = [
     "TASKS_SUCCEEDED",
     "TASK_DURATION",
     "MetricsMiddleware",
+    "ProcessTreeCollector",
     "RouteTemplates",
     "ScrapeHook",
     "bind_database",

@@ -11,6 +11,7 @@ from typing import Any
 
 import aiosmtplib
 import httpx
+import psutil
 import pytest
 import uvicorn
 from asgi_lifespan import LifespanManager
@@ -143,6 +144,45 @@ def test_the_worker_metrics_server_adds_up_its_worker_processes() -> None:
     assert samples[("queue_tasks_succeeded_total", task)] == 2
     assert samples[("queue_task_duration_seconds_count", task)] == 2
     assert MULTIPROC_ENV not in os.environ  # the temporary directory is gone with the server
+
+
+# Real worker processes: `make e2e`.
+@pytest.mark.e2e
+def test_the_worker_metrics_server_reports_its_processes_cpu_and_memory_added_up() -> None:
+    spawn = multiprocessing.get_context("spawn")
+    with worker_metrics_server(0, addr="127.0.0.1") as port:
+        release = spawn.Event()
+        ready = [spawn.Event() for _ in range(2)]
+        children = [
+            spawn.Process(target=metrics_worker_process.work_then_hold, args=(event, release))
+            for event in ready
+        ]
+        for child in children:
+            child.start()
+        try:
+            assert all(event.wait(30) for event in ready)
+            processes = [psutil.Process(), *(psutil.Process(child.pid) for child in children)]
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            memory = sum(process.memory_info().rss for process in processes)
+            cpu = sum(sum(process.cpu_times()[:2]) for process in processes)
+            own_memory = processes[0].memory_info().rss
+            started = processes[0].create_time()
+        finally:
+            release.set()
+            for child in children:
+                child.join(30)
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.labels
+    }
+    # Each child holds 64 MiB: the figure is the three processes', not the server's alone.
+    assert samples["process_resident_memory_bytes"] > own_memory + 2 * 60 * 2**20
+    assert samples["process_resident_memory_bytes"] == pytest.approx(memory, rel=0.1)
+    assert samples["process_cpu_seconds_total"] >= 0.6  # two children's 0.3 s at least
+    assert samples["process_cpu_seconds_total"] <= cpu
+    assert samples["process_start_time_seconds"] == pytest.approx(started, abs=1)
 
 
 attempts: dict[str, int] = {}
