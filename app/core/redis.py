@@ -4,6 +4,7 @@ every request down."""
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Annotated, Any
 
@@ -52,20 +53,33 @@ class RedisCircuit:
     down for REDIS_RETRY_AFTER seconds: calls made meanwhile raise `RedisUnavailable` at once
     instead of each waiting for their own timeout. So a request that asks Redis several things
     (a rate limit, then the cache) waits at most one REDIS_TIMEOUT on a frozen Redis, and
-    callers keep their own fallbacks (a cache miss, a limit that fails open, a 503)."""
+    callers keep their own fallbacks (a cache miss, a limit that fails open, a 503).
+
+    Then one call goes through as a probe (the circuit's half-open state) while the others
+    still fail at once: Redis answers it and every call goes through again, or it fails and
+    Redis counts as down for another REDIS_RETRY_AFTER. A still-frozen Redis costs one call a
+    timeout per REDIS_RETRY_AFTER, not every call made when the wait ends."""
 
     def __init__(self, retry_after: float) -> None:
         self.retry_after = retry_after
-        self._down_until = 0.0
+        self._down_until: float | None = None  # None: closed, Redis answers
+        self._probing = False
+        self._is_probe: ContextVar[bool] = ContextVar(f"redis_probe_{id(self)}", default=False)
 
     @property
     def is_open(self) -> bool:
-        """Whether Redis counts as down right now."""
-        return time.monotonic() < self._down_until
+        """Whether calls fail at once right now (down, or a probe is under way)."""
+        if self._down_until is None:
+            return False
+        return self._probing or time.monotonic() < self._down_until
 
     async def __aenter__(self) -> None:
+        if self._down_until is None:
+            return
         if self.is_open:
             raise RedisUnavailable("Redis failed moments ago; not asked again yet")
+        self._probing = True
+        self._is_probe.set(True)
 
     async def __aexit__(
         self,
@@ -77,3 +91,9 @@ class RedisCircuit:
         if outage and not isinstance(exc, RedisUnavailable):
             metrics.REDIS_ERRORS.labels(error=type(exc).__name__).inc()
             self._down_until = time.monotonic() + self.retry_after
+        elif self._is_probe.get() and (exc is None or isinstance(exc, Exception)):
+            self._down_until = None  # Redis answered the probe (an error reply is an answer)
+        if self._is_probe.get():
+            # A cancelled probe leaves the circuit half-open: the next call probes instead.
+            self._is_probe.set(False)
+            self._probing = False

@@ -37,3 +37,76 @@ async def test_an_error_that_is_no_outage_leaves_it_closed() -> None:
         async with circuit:
             raise ResponseError("WRONGTYPE")
     assert not circuit.is_open
+
+
+async def test_after_the_wait_one_call_probes_while_the_others_still_fail_at_once() -> None:
+    circuit = RedisCircuit(retry_after=0.05)
+    with pytest.raises(RedisTimeoutError):
+        async with circuit:
+            raise RedisTimeoutError("no answer")
+    await asyncio.sleep(0.06)
+    assert not circuit.is_open
+    probing, answer = asyncio.Event(), asyncio.Event()
+
+    async def probe(fails: bool) -> None:
+        async with circuit:
+            probing.set()
+            await answer.wait()  # a frozen Redis: the probe waits for its timeout
+            if fails:
+                raise RedisTimeoutError("still no answer")
+
+    # The probe fails: the others were refused meanwhile, and the wait starts again.
+    first = asyncio.create_task(probe(fails=True))
+    await probing.wait()
+    assert circuit.is_open
+    with pytest.raises(RedisUnavailable):
+        async with circuit:
+            raise AssertionError("not reached: only the probe asks Redis")
+    answer.set()
+    with pytest.raises(RedisTimeoutError):
+        await first
+    assert circuit.is_open
+    with pytest.raises(RedisUnavailable):
+        async with circuit:
+            pass
+
+    # The next probe is answered: every call goes through again.
+    await asyncio.sleep(0.06)
+    probing.clear()
+    answer.clear()
+    second = asyncio.create_task(probe(fails=False))
+    await probing.wait()
+    answer.set()
+    await second
+    assert not circuit.is_open
+    calls = 0
+
+    async def call() -> None:
+        nonlocal calls
+        async with circuit:
+            await asyncio.sleep(0.01)
+            calls += 1
+
+    await asyncio.gather(*(call() for _ in range(5)))
+    assert calls == 5
+
+
+async def test_a_cancelled_probe_lets_the_next_call_probe() -> None:
+    circuit = RedisCircuit(retry_after=0.01)
+    with pytest.raises(RedisConnectionError):
+        async with circuit:
+            raise RedisConnectionError("refused")
+    await asyncio.sleep(0.02)
+
+    async def hangs() -> None:
+        async with circuit:
+            await asyncio.sleep(10)
+
+    probe = asyncio.create_task(hangs())
+    await asyncio.sleep(0.01)
+    probe.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+    async with circuit:
+        pass  # this call is the probe now, and Redis answers it
+    assert not circuit.is_open
