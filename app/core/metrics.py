@@ -284,6 +284,10 @@ class ProcessTreeCollector(Collector):
         totals = {name: own[name].samples[0].value for name in self.ADDED_UP if name in own}
         # A child gone since it was listed reads as nothing (ProcessCollector skips it).
         children = [child.pid for child in multiprocessing.active_children() if child.pid]
+        if "process_cpu_seconds" in totals:
+            # Children already ended and reaped (a replaced worker): their CPU time stays counted.
+            ended = os.times()
+            totals["process_cpu_seconds"] += ended.children_user + ended.children_system
         for pid in children:
             for family in _process_collector(pid).collect():
                 if family.name in totals:

@@ -90,8 +90,13 @@ class RedisCircuit:
         outage = isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError)
         if outage and not isinstance(exc, RedisUnavailable):
             metrics.REDIS_ERRORS.labels(error=type(exc).__name__).inc()
-            self._down_until = time.monotonic() + self.retry_after
-        elif self._is_probe.get() and (exc is None or isinstance(exc, Exception)):
+            # REDIS_RETRY_AFTER 0: no circuit, every call asks Redis.
+            self._down_until = time.monotonic() + self.retry_after if self.retry_after > 0 else None
+        elif (
+            self._is_probe.get()
+            and not isinstance(exc, RedisUnavailable)  # refused, not answered
+            and (exc is None or isinstance(exc, Exception))
+        ):
             self._down_until = None  # Redis answered the probe (an error reply is an answer)
         if self._is_probe.get():
             # A cancelled probe leaves the circuit half-open: the next call probes instead.

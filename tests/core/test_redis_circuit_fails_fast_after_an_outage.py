@@ -110,3 +110,53 @@ async def test_a_cancelled_probe_lets_the_next_call_probe() -> None:
     async with circuit:
         pass  # this call is the probe now, and Redis answers it
     assert not circuit.is_open
+
+
+async def test_no_wait_means_no_circuit() -> None:
+    circuit = RedisCircuit(retry_after=0)
+    with pytest.raises(RedisConnectionError):
+        async with circuit:
+            raise RedisConnectionError("refused")
+    calls = 0
+
+    async def call() -> None:
+        nonlocal calls
+        async with circuit:
+            await asyncio.sleep(0.01)
+            calls += 1
+
+    await asyncio.gather(call(), call())  # both ask Redis: no probe, no refusal
+    assert calls == 2
+
+
+async def test_a_probe_refused_by_its_own_circuit_keeps_it_open() -> None:
+    circuit = RedisCircuit(retry_after=0.01)
+    with pytest.raises(RedisConnectionError):
+        async with circuit:
+            raise RedisConnectionError("refused")
+    await asyncio.sleep(0.02)
+
+    async def probe_asking_again() -> None:
+        # The probe asks again inside itself: refused, as the probe is under way, so Redis
+        # answered nothing.
+        async with circuit, circuit:
+            pass
+
+    with pytest.raises(RedisUnavailable):
+        await probe_asking_again()
+    # Still half-open: the next call is a probe, and a call made meanwhile is refused.
+    probing, answer = asyncio.Event(), asyncio.Event()
+
+    async def probe() -> None:
+        async with circuit:
+            probing.set()
+            await answer.wait()
+
+    task = asyncio.create_task(probe())
+    await probing.wait()
+    with pytest.raises(RedisUnavailable):
+        async with circuit:
+            pass
+    answer.set()
+    await task
+    assert not circuit.is_open

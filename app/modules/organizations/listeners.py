@@ -19,7 +19,8 @@ async def end_memberships(
     mailer: MailService = TaskiqDepends(get_mailer),
 ) -> None:
     """A deleted account leaves its organizations: queued in the transaction that deletes it,
-    retried until it succeeds (running twice does no harm)."""
+    retried within the outbox's attempts, then kept as a dead entry for `app outbox retry`
+    (running twice does no harm)."""
     async with database.sessionmaker() as session:
         service = OrganizationsService(
             session, settings, users=UsersGateway(session), mailer=mailer
