@@ -39,11 +39,31 @@ async def test_an_error_that_is_no_outage_leaves_it_closed() -> None:
     assert not circuit.is_open
 
 
+async def _an_outage(circuit: RedisCircuit, outage: Exception | None = None) -> None:
+    """One call that fails for an outage (refused, unless told otherwise)."""
+    failure = outage or RedisConnectionError("refused")
+    with pytest.raises(type(failure)):
+        async with circuit:
+            raise failure
+
+
+async def _calls_answered(circuit: RedisCircuit, count: int) -> int:
+    """`count` calls at once, each holding its call a moment; how many went through."""
+    answered = 0
+
+    async def call() -> None:
+        nonlocal answered
+        async with circuit:
+            await asyncio.sleep(0.01)
+            answered += 1
+
+    await asyncio.gather(*(call() for _ in range(count)))
+    return answered
+
+
 async def test_after_the_wait_one_call_probes_while_the_others_still_fail_at_once() -> None:
     circuit = RedisCircuit(retry_after=0.05)
-    with pytest.raises(RedisTimeoutError):
-        async with circuit:
-            raise RedisTimeoutError("no answer")
+    await _an_outage(circuit, RedisTimeoutError("no answer"))
     await asyncio.sleep(0.06)
     assert not circuit.is_open
     probing, answer = asyncio.Event(), asyncio.Event()
@@ -79,23 +99,12 @@ async def test_after_the_wait_one_call_probes_while_the_others_still_fail_at_onc
     answer.set()
     await second
     assert not circuit.is_open
-    calls = 0
-
-    async def call() -> None:
-        nonlocal calls
-        async with circuit:
-            await asyncio.sleep(0.01)
-            calls += 1
-
-    await asyncio.gather(*(call() for _ in range(5)))
-    assert calls == 5
+    assert await _calls_answered(circuit, 5) == 5
 
 
 async def test_a_cancelled_probe_lets_the_next_call_probe() -> None:
     circuit = RedisCircuit(retry_after=0.01)
-    with pytest.raises(RedisConnectionError):
-        async with circuit:
-            raise RedisConnectionError("refused")
+    await _an_outage(circuit)
     await asyncio.sleep(0.02)
 
     async def hangs() -> None:
@@ -114,26 +123,13 @@ async def test_a_cancelled_probe_lets_the_next_call_probe() -> None:
 
 async def test_no_wait_means_no_circuit() -> None:
     circuit = RedisCircuit(retry_after=0)
-    with pytest.raises(RedisConnectionError):
-        async with circuit:
-            raise RedisConnectionError("refused")
-    calls = 0
-
-    async def call() -> None:
-        nonlocal calls
-        async with circuit:
-            await asyncio.sleep(0.01)
-            calls += 1
-
-    await asyncio.gather(call(), call())  # both ask Redis: no probe, no refusal
-    assert calls == 2
+    await _an_outage(circuit)
+    assert await _calls_answered(circuit, 2) == 2  # both ask Redis: no probe, no refusal
 
 
 async def test_a_probe_refused_by_its_own_circuit_keeps_it_open() -> None:
     circuit = RedisCircuit(retry_after=0.01)
-    with pytest.raises(RedisConnectionError):
-        async with circuit:
-            raise RedisConnectionError("refused")
+    await _an_outage(circuit)
     await asyncio.sleep(0.02)
 
     async def probe_asking_again() -> None:
